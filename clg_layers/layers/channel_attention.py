@@ -1,0 +1,56 @@
+"""Squeeze-and-excitation channel attention, used inside :class:`~clg_layers.CNNLayer`."""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import SEModule
+
+from ._checks import check_input, check_int
+
+__all__ = ["ChannelAttention"]
+
+
+class ChannelAttention(SEModule):
+    """Squeeze-and-excitation channel attention (Hu et al., 2018).
+
+    ``y = x * sigmoid(W2 · relu(W1 · mean_hw(x)))``: global average pool, a 1×1
+    reduction to ``dim / reduction`` channels (rounded by timm to a multiple of
+    8, at least 8, so a narrow layer cannot lose every ReLU unit), ReLU, a 1×1
+    expansion and a sigmoid that rescales every channel. It is timm's
+    ``SEModule`` with input validation.
+
+    The pooled statistic covers the whole input. A model trained on crops and
+    run on a full image sees a different mean; this is the train/test gap that
+    TLC (Chu et al., 2022) describes. Tiled inference
+    (:func:`clg_layers.tiled_forward`) keeps the statistics close to training.
+
+    Args:
+        dim: Number of channels ``C``.
+        reduction: Channel reduction ratio ``r`` of the bottleneck.
+
+    Shape:
+        - Input: ``(B, C, H, W)``
+        - Output: ``(B, C, H, W)``
+    """
+
+    def __init__(self, dim: int, *, reduction: int = 16) -> None:
+        dim = check_int("ChannelAttention", "dim", dim)
+        reduction = check_int("ChannelAttention", "reduction", reduction)
+        super().__init__(dim, rd_ratio=1.0 / reduction)
+        self.dim = dim
+        self.reduction = reduction
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Rescale the channels of ``x``.
+
+        Args:
+            x: Feature map of shape ``(B, C, H, W)``.
+
+        Returns:
+            Tensor of shape ``(B, C, H, W)``.
+        """
+        check_input("ChannelAttention", x, self.dim)
+        return super().forward(x)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, reduction={self.reduction}"

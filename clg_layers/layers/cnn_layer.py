@@ -1,0 +1,74 @@
+"""The CNN layer of the coupling block: local features with residual learning."""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import LayerScale2d
+from torch import nn
+
+from ._checks import check_divisible, check_input, check_int
+from .channel_attention import ChannelAttention
+
+__all__ = ["CNNLayer"]
+
+
+def _spatial_conv(dim: int, kernel_size: int, groups: int) -> nn.Module:
+    """A ``k×k`` convolution; grouped ones get a 1×1 pointwise conv after them.
+
+    With ``groups == dim`` this is a depthwise-separable convolution, the light
+    variant a small model wants: channels still mix through the pointwise conv.
+    """
+    conv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=groups)
+    if groups == 1:
+        return conv
+    return nn.Sequential(conv, nn.Conv2d(dim, dim, 1))
+
+
+class CNNLayer(nn.Module):
+    """Local-feature layer: ``y = x + γ ⊙ CA(conv_b(GELU(conv_a(x))))``.
+
+    Two ``k×k`` convolutions with a GELU between them, then squeeze-and-excitation
+    channel attention (:class:`ChannelAttention`), added back to the input.
+    ``γ`` is a learnable per-channel scale that starts at zero, so a fresh
+    layer is the identity and a deep stack trains from the first step
+    (ConvNeXt's layer scale, NAFNet's β).
+
+    Args:
+        dim: Number of channels ``C``.
+        kernel_size: Odd size ``k`` of both spatial convolutions.
+        reduction: Reduction ratio of the channel attention.
+        groups: Groups of the ``k×k`` convolutions; must divide ``dim``. With
+            ``groups > 1`` each is followed by a 1×1 pointwise convolution, so
+            ``groups=dim`` gives the depthwise-separable variant for light models.
+
+    Shape:
+        - Input: ``(B, C, H, W)``
+        - Output: ``(B, C, H, W)``
+    """
+
+    def __init__(self, dim: int, *, kernel_size: int = 3, reduction: int = 16, groups: int = 1) -> None:
+        super().__init__()
+        self.dim = check_int("CNNLayer", "dim", dim)
+        self.kernel_size = check_int("CNNLayer", "kernel_size", kernel_size, odd=True)
+        self.groups = check_int("CNNLayer", "groups", groups)
+        check_divisible("CNNLayer", "dim", dim, "groups", groups)
+        self.conv_a = _spatial_conv(dim, kernel_size, groups)
+        self.act = nn.GELU()
+        self.conv_b = _spatial_conv(dim, kernel_size, groups)
+        self.attn = ChannelAttention(dim, reduction=reduction)
+        self.scale = LayerScale2d(dim, init_values=0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the layer.
+
+        Args:
+            x: Feature map of shape ``(B, C, H, W)``.
+
+        Returns:
+            Tensor of shape ``(B, C, H, W)``.
+        """
+        check_input("CNNLayer", x, self.dim)
+        return x + self.scale(self.attn(self.conv_b(self.act(self.conv_a(x)))))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, kernel_size={self.kernel_size}, groups={self.groups}"

@@ -1,0 +1,158 @@
+"""Dynamic Bi-Projected Attention (DBPA), the global-feature mixer of the Transformer layer."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_bool, check_divisible, check_input, check_int
+
+__all__ = ["DBPA"]
+
+
+class DBPA(nn.Module):
+    r"""Dynamic Bi-Projected Attention.
+
+    One shared query/key/value, ``qkv = DWConv_k(Conv1×1(x))`` (``C → 3C``, a
+    large depthwise kernel applied to the whole map so every token carries
+    context from across window borders), feeds two projections:
+
+    * **spatial**: multi-head self-attention among the ``w²`` tokens of each
+      non-overlapping ``w×w`` window, through
+      :func:`torch.nn.functional.scaled_dot_product_attention`. A map whose
+      size is not a multiple of ``w`` is padded, the padded keys are masked out
+      (they get exactly zero attention weight), and the padding is cropped;
+    * **channel**: transposed attention over the whole image; per head the
+      ``d×d`` map ``softmax(τ · \hat{q} \hat{k}^T)`` between L2-normalised
+      query and key channels (``d = C / heads``, ``τ`` a learnable per-head
+      temperature). Its cost is linear in ``H·W``. The normalisation and the
+      ``d×d`` map are computed in float32 whatever the input precision, since a
+      sum of squares over a large image overflows float16.
+
+    A gate ``g = sigmoid(MLP(GAP(x)))`` of shape ``(B, C, 1, 1)`` mixes them,
+    ``y = g · spatial + (1 − g) · channel``, and a 1×1 convolution projects the
+    result. Either branch can be switched off for ablations; the gate then
+    does not exist, so no parameter is left unused (which would break
+    ``DistributedDataParallel``).
+
+    Args:
+        dim: Number of channels ``C``.
+        num_heads: Attention heads; must divide ``dim``.
+        window_size: Side ``w`` of the spatial attention windows.
+        kernel_size: Odd size ``k`` of the depthwise convolution on ``qkv``.
+        bias: Whether the 1×1 and depthwise convolutions carry a bias.
+        spatial: Use the window (spatial) projection.
+        channel: Use the transposed (channel) projection.
+
+    Shape:
+        - Input: ``(B, C, H, W)``, any ``H, W >= 1``
+        - Output: ``(B, C, H, W)``
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        num_heads: int = 1,
+        window_size: int = 8,
+        kernel_size: int = 7,
+        bias: bool = False,
+        spatial: bool = True,
+        channel: bool = True,
+    ) -> None:
+        super().__init__()
+        self.dim = check_int("DBPA", "dim", dim)
+        self.num_heads = check_int("DBPA", "num_heads", num_heads)
+        check_divisible("DBPA", "dim", dim, "num_heads", num_heads)
+        self.window_size = check_int("DBPA", "window_size", window_size)
+        self.kernel_size = check_int("DBPA", "kernel_size", kernel_size, odd=True)
+        check_bool("DBPA", "bias", bias)
+        self.spatial = check_bool("DBPA", "spatial", spatial)
+        self.channel = check_bool("DBPA", "channel", channel)
+        if not (spatial or channel):
+            raise ValueError("DBPA: at least one of `spatial` and `channel` must be True, got both False")
+
+        self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=bias)
+        self.qkv_dw = nn.Conv2d(
+            3 * dim, 3 * dim, kernel_size, padding=kernel_size // 2, groups=3 * dim, bias=bias
+        )
+        if channel:
+            self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        if spatial and channel:
+            hidden = max(dim // 4, 4)
+            self.gate = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, dim, 1))
+        self.proj = nn.Conv2d(dim, dim, 1, bias=bias)
+        # Value written into the padded border of q/k/v before window attention.
+        # It never reaches the output (padded keys are masked, padded queries
+        # cropped); tests change it to prove exactly that.
+        self.pad_value = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply dynamic bi-projected attention.
+
+        Args:
+            x: Feature map of shape ``(B, C, H, W)``.
+
+        Returns:
+            Tensor of shape ``(B, C, H, W)``.
+        """
+        check_input("DBPA", x, self.dim)
+        qkv = self.qkv_dw(self.qkv(x))
+        if self.spatial and self.channel:
+            s = self._spatial(qkv)
+            c = self._channel(qkv)
+            g = torch.sigmoid(self.gate(x.mean((2, 3), keepdim=True)))
+            y = torch.lerp(c, s, g.to(s.dtype))  # g·s + (1−g)·c in one kernel
+        elif self.spatial:
+            y = self._spatial(qkv)
+        else:
+            y = self._channel(qkv)
+        return self.proj(y)
+
+    def _spatial(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Window self-attention; ``(B, 3C, H, W) -> (B, C, H, W)``."""
+        b, c3, h, w = qkv.shape
+        c, heads, ws = c3 // 3, self.num_heads, self.window_size
+        d = c // heads
+        pad_h, pad_w = (-h) % ws, (-w) % ws
+        if pad_h or pad_w:
+            qkv = F.pad(qkv, (0, pad_w, 0, pad_h), value=self.pad_value)
+        hp, wp = h + pad_h, w + pad_w
+        nh, nw = hp // ws, wp // ws
+        # Plain reshape/permute rather than einops so torch.export and ONNX see
+        # only core aten ops: (B, 3·heads·d, nh·ws, nw·ws) -> (3, B·nh·nw, heads, ws², d)
+        t = qkv.reshape(b, 3, heads, d, nh, ws, nw, ws).permute(1, 0, 4, 6, 2, 5, 7, 3)
+        q, k, v = t.reshape(3, b * nh * nw, heads, ws * ws, d).unbind(0)
+        mask = None
+        if pad_h or pad_w:
+            rows = torch.arange(hp, device=qkv.device) < h
+            cols = torch.arange(wp, device=qkv.device) < w
+            valid = (rows[:, None] & cols[None, :]).reshape(nh, ws, nw, ws).permute(0, 2, 1, 3)
+            # (B·nW, 1, 1, ws²): True where a key is a real pixel.
+            mask = valid.reshape(1, nh * nw, 1, 1, ws * ws).expand(b, -1, -1, -1, -1)
+            mask = mask.reshape(b * nh * nw, 1, 1, ws * ws)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        o = o.reshape(b, nh, nw, heads, ws, ws, d).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, c, hp, wp)
+        if pad_h or pad_w:
+            o = o[:, :, :h, :w]
+        return o
+
+    def _channel(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Transposed (channel) attention over the whole map; ``(B, 3C, H, W) -> (B, C, H, W)``."""
+        b, c3, h, w = qkv.shape
+        heads = self.num_heads
+        q, k, v = qkv.reshape(b, 3, heads, c3 // (3 * heads), h * w).unbind(1)
+        # Statistics over H·W in float32: a float16 sum of squares overflows on large images.
+        acc = torch.promote_types(qkv.dtype, torch.float32)  # float32, or float64 if given
+        with torch.autocast(qkv.device.type, enabled=False):
+            q = F.normalize(q.to(acc), dim=-1)
+            k = F.normalize(k.to(acc), dim=-1)
+            attn = torch.softmax((q @ k.transpose(-2, -1)) * self.temperature.to(acc), dim=-1)
+        return (attn.to(v.dtype) @ v).reshape(b, c3 // 3, h, w)
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, num_heads={self.num_heads}, window_size={self.window_size}, "
+            f"kernel_size={self.kernel_size}, spatial={self.spatial}, channel={self.channel}"
+        )

@@ -1,0 +1,116 @@
+"""The inter-block hybrid gated unit (HGU): multi-scale feature fusion."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_input, check_int
+
+__all__ = ["HybridGatedUnit"]
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], proj: nn.Module) -> torch.Tensor:
+    """Project ``x`` with the 1×1 ``proj`` and bring it to ``size``.
+
+    Shrinking uses area (average) pooling, growing bilinear interpolation; a
+    map larger in one direction and smaller in the other is pooled, then
+    interpolated. Both resamplers are linear with weights summing to one, so
+    they commute with a 1×1 convolution: we project at whichever resolution is
+    smaller, which gives the same result for far fewer multiply-accumulates.
+    """
+    h, w = x.shape[-2:]
+    mid = (min(h, size[0]), min(w, size[1]))
+    if mid != (h, w):
+        x = F.adaptive_avg_pool2d(x, mid)
+    x = proj(x)
+    if mid != size:
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return x
+
+
+class HybridGatedUnit(nn.Module):
+    """Inter-block hybrid gated unit: fuses feature maps of several widths and resolutions.
+
+    Every input ``f_i`` is brought to the resolution of ``features[0]`` (area
+    pooling down, bilinear up) and projected by a 1×1 convolution to
+    ``out_dim`` channels: ``p_i``. With ``s = Σ p_i``, two gates act:
+
+    * channel selection (selective-kernel style): ``a = softmax_i(MLP(GAP(s)))``
+      gives every input a per-channel weight, summing to one over the inputs;
+    * spatial gate: ``m = sigmoid(DWConv7×7(s))``.
+
+    ``out = m ⊙ Σ a_i ⊙ p_i + (1 − m) ⊙ p_0``: where the spatial gate closes,
+    the first input (in CLG-INet, the decoder's own feature) passes through.
+
+    Args:
+        in_dims: Channel count of each input, at least two.
+        out_dim: Channels of the output.
+        reduction: Reduction ratio of the channel-selection MLP; its hidden
+            width is ``max(out_dim // reduction, 4)``.
+
+    Shape:
+        - Input: a sequence of ``len(in_dims)`` tensors, ``(B, in_dims[i], H_i, W_i)``
+        - Output: ``(B, out_dim, H_0, W_0)``
+    """
+
+    def __init__(self, in_dims: Sequence[int], out_dim: int, *, reduction: int = 4) -> None:
+        super().__init__()
+        if isinstance(in_dims, (str, bytes)) or not isinstance(in_dims, Sequence):
+            raise TypeError(
+                f"HybridGatedUnit: `in_dims` must be a sequence of ints, got {type(in_dims).__name__}"
+            )
+        if len(in_dims) < 2:
+            raise ValueError(
+                f"HybridGatedUnit: `in_dims` must list at least two inputs to fuse, got {list(in_dims)}"
+            )
+        self.in_dims = tuple(check_int("HybridGatedUnit", f"in_dims[{i}]", c) for i, c in enumerate(in_dims))
+        self.out_dim = check_int("HybridGatedUnit", "out_dim", out_dim)
+        reduction = check_int("HybridGatedUnit", "reduction", reduction)
+        n = len(self.in_dims)
+        self.proj = nn.ModuleList(nn.Conv2d(c, out_dim, 1) for c in self.in_dims)
+        hidden = max(out_dim // reduction, 4)
+        self.select = nn.Sequential(nn.Conv2d(out_dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, n * out_dim, 1))
+        self.spatial_gate = nn.Conv2d(out_dim, out_dim, 7, padding=3, groups=out_dim)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Fuse ``features`` at the resolution of ``features[0]``.
+
+        Args:
+            features: ``len(in_dims)`` tensors of shape ``(B, in_dims[i], H_i, W_i)``.
+
+        Returns:
+            Tensor of shape ``(B, out_dim, H_0, W_0)``.
+        """
+        if isinstance(features, torch.Tensor) or not isinstance(features, Sequence):
+            raise TypeError(
+                "HybridGatedUnit: `features` must be a list or tuple of tensors, "
+                f"got {type(features).__name__}"
+            )
+        if len(features) != len(self.in_dims):
+            raise ValueError(
+                f"HybridGatedUnit: expected {len(self.in_dims)} feature maps (in_dims={list(self.in_dims)}), "
+                f"got {len(features)}"
+            )
+        for i, (f, c) in enumerate(zip(features, self.in_dims)):
+            check_input("HybridGatedUnit", f, c, name=f"features[{i}]")
+        batch = features[0].shape[0]
+        for i, f in enumerate(features):
+            if f.shape[0] != batch:
+                raise ValueError(
+                    f"HybridGatedUnit: all features must share the batch size; features[0] has {batch}, "
+                    f"features[{i}] has {f.shape[0]}"
+                )
+        size = (features[0].shape[-2], features[0].shape[-1])
+        p = torch.stack([_resize(f, size, proj) for f, proj in zip(features, self.proj)], dim=1)
+        s = p.sum(dim=1)  # (B, out, H, W)
+        logits = self.select(s.mean((2, 3), keepdim=True))  # (B, n·out, 1, 1)
+        a = torch.softmax(logits.reshape(batch, len(self.in_dims), self.out_dim, 1, 1), dim=1)
+        m = torch.sigmoid(self.spatial_gate(s))
+        return torch.lerp(p[:, 0], (a * p).sum(dim=1), m)
+
+    def extra_repr(self) -> str:
+        return f"in_dims={list(self.in_dims)}, out_dim={self.out_dim}"

@@ -1,0 +1,49 @@
+"""Shared test configuration: hypothesis profiles and helpers."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+from torch import nn
+
+# `ci`: derandomized and bounded, what CI runs. `dev`: many more examples for deep local runs:
+#   HYPOTHESIS_PROFILE=dev python -m pytest
+settings.register_profile(
+    "ci",
+    max_examples=20,
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "dev",
+    max_examples=400,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def wake(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Give every zero-started parameter a random non-zero value.
+
+    Residual branches start at zero (a fresh block is the identity), which
+    would make equivalence and gradient tests pass trivially; this turns the
+    branches on so the tests exercise them.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            if not p.any():
+                p.copy_(torch.rand(p.shape, generator=g, dtype=p.dtype) * 0.5 + 0.5)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
