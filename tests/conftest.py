@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import pytest
@@ -30,17 +31,26 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def wake(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every zero-started parameter a random non-zero value.
+    """Give every zero-started parameter a random, realistically sized value.
 
     Residual branches start at zero (a fresh block is the identity), which
     would make equivalence and gradient tests pass trivially; this turns the
-    branches on so the tests exercise them.
+    branches on so the tests exercise them. Weights get PyTorch's default conv
+    initialisation, layer scales a value in [0.2, 0.6], other vectors one in
+    [-0.1, 0.1].
     """
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in module.parameters():
-            if not p.any():
-                p.copy_(torch.rand(p.shape, generator=g, dtype=p.dtype) * 0.5 + 0.5)
+        for name, p in module.named_parameters():
+            if p.any():
+                continue
+            if p.ndim > 1:
+                bound = 1.0 / math.sqrt(p[0].numel())
+                p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) * bound)
+            elif name.endswith("gamma"):
+                p.copy_(torch.rand(p.shape, generator=g) * 0.4 + 0.2)
+            else:
+                p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) * 0.1)
     return module
 
 

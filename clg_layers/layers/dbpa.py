@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -145,7 +147,11 @@ class DBPA(nn.Module):
         q, k, v = qkv.reshape(b, 3, heads, c3 // (3 * heads), h * w).unbind(1)
         # Statistics over H·W in float32: a float16 sum of squares overflows on large images.
         acc = torch.promote_types(qkv.dtype, torch.float32)  # float32, or float64 if given
-        with torch.autocast(qkv.device.type, enabled=False):
+        device = qkv.device.type
+        no_autocast = (
+            torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()
+        )
+        with no_autocast:
             q = F.normalize(q.to(acc), dim=-1)
             k = F.normalize(k.to(acc), dim=-1)
             attn = torch.softmax((q @ k.transpose(-2, -1)) * self.temperature.to(acc), dim=-1)

@@ -1,0 +1,226 @@
+"""Loading and saving weights: safetensors and ``.pt``/``.pth``, never running code from a file.
+
+``.pt``/``.pth`` files are read with ``torch.load(..., weights_only=True)``,
+whose unpickler only rebuilds tensors and plain containers: a pickle that
+would import or call anything is refused before it can run. safetensors files
+hold no code at all. The format is recognised from the file's first bytes,
+not its suffix.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_model
+from torch import nn
+
+__all__ = ["LoadReport", "load_checkpoint", "read_checkpoint_config", "save_checkpoint"]
+
+#: Keys under which training frameworks nest the weights, in order of preference
+#: (BasicSR's EMA weights ``params_ema`` are the ones to evaluate).
+WRAPPER_KEYS: tuple[str, ...] = ("params_ema", "params", "state_dict", "model_state_dict", "model")
+#: Prefixes left by ``DataParallel``/``DistributedDataParallel`` and ``torch.compile``.
+STRIP_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
+
+_META_NAME = "clg_layers.model"
+_META_CONFIG = "clg_layers.config"
+
+
+class LoadReport(NamedTuple):
+    """What :func:`load_checkpoint` could not match (all empty after a strict load)."""
+
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+
+
+def _fmt(path: str | Path) -> str:
+    return repr(str(path))
+
+
+def _sniff(path: Path) -> str:
+    """Return ``"safetensors"`` or ``"torch"`` from the file's first bytes, or raise ``ValueError``."""
+    if not path.exists():
+        raise FileNotFoundError(f"load_checkpoint: no such file: {_fmt(path)}")
+    if not path.is_file():
+        raise ValueError(f"load_checkpoint: {_fmt(path)} is not a file")
+    with path.open("rb") as f:
+        head = f.read(9)
+    if not head:
+        raise ValueError(f"load_checkpoint: {_fmt(path)} is empty, not a checkpoint")
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch's zip format, or a legacy pickle
+        return "torch"
+    if len(head) == 9 and head[8:9] == b"{":
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if 0 < header_len <= path.stat().st_size - 8:
+            return "safetensors"
+    raise ValueError(
+        f"load_checkpoint: {_fmt(path)} is neither a safetensors file nor a torch checkpoint "
+        "(.pt/.pth); was it truncated or is it another kind of file?"
+    )
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    kind = _sniff(path)
+    try:
+        if kind == "safetensors":
+            obj: Any = load_file(path, device="cpu")
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - every failure becomes one clear message
+        what = "a pickle that is not plain tensors and containers (refused, nothing was run)"
+        if kind == "safetensors" or "weights_only" not in str(err).lower() and "unpickl" not in str(err).lower():
+            what = "a damaged or truncated file"
+        raise ValueError(f"load_checkpoint: cannot read {_fmt(path)} as {kind}: {what}. ({err})") from None
+    return _unwrap(obj, path)
+
+
+def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    while isinstance(obj, Mapping):
+        nested = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if nested is None:
+            break
+        obj = obj[nested]
+    if not isinstance(obj, Mapping):
+        raise ValueError(
+            f"load_checkpoint: {_fmt(path)} holds a {type(obj).__name__}, not a state dict "
+            f"(a mapping of names to tensors, possibly under one of {list(WRAPPER_KEYS)})"
+        )
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(
+            f"load_checkpoint: {_fmt(path)} is not a state dict: entries {bad[:5]} are not tensors "
+            f"(top-level keys: {list(obj)[:10]}; weights are looked for under {list(WRAPPER_KEYS)})"
+        )
+    state = {}
+    for key, value in obj.items():
+        stripped = True
+        while stripped:
+            stripped = False
+            for prefix in STRIP_PREFIXES:
+                if key.startswith(prefix):
+                    key, stripped = key[len(prefix) :], True
+        state[key] = value
+    return state
+
+
+def _listing(title: str, items: list[str], limit: int = 10) -> str:
+    shown = ", ".join(items[:limit]) + (f", ... and {len(items) - limit} more" if len(items) > limit else "")
+    return f"\n  {title} ({len(items)}): {shown}"
+
+
+def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) -> LoadReport:
+    """Load weights from a file into ``model``, without ever running code from it.
+
+    Accepts safetensors and ``.pt``/``.pth`` files holding a plain state dict
+    or one nested under ``params_ema``, ``params``, ``state_dict``,
+    ``model_state_dict`` or ``model``; ``module.`` and ``_orig_mod.`` key
+    prefixes are removed.
+
+    Args:
+        model: The module to load into (tensors are copied into its own
+            parameters, keeping their dtype and device).
+        path: The checkpoint file.
+        strict: Require the keys and shapes to match exactly. With
+            ``strict=False`` every matching tensor is loaded and the rest
+            reported.
+
+    Returns:
+        A :class:`LoadReport` of missing, unexpected and shape-mismatched keys.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file is not a readable checkpoint (empty, truncated,
+            another format, a pickle that would run code) or, with
+            ``strict=True``, does not fit ``model``; the message lists the
+            missing, unexpected and shape-mismatched keys.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"load_checkpoint: `model` must be an nn.Module, got {type(model).__name__}")
+    path = Path(path)
+    state = _read_state(path)
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in state)
+    unexpected = sorted(k for k in state if k not in own)
+    mismatched = sorted(
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    )
+    report = LoadReport(missing, unexpected, mismatched)
+    if strict and (missing or unexpected or mismatched):
+        msg = f"load_checkpoint: {_fmt(path)} does not fit {type(model).__name__}:"
+        if missing:
+            msg += _listing("missing keys", missing)
+        if unexpected:
+            msg += _listing("unexpected keys", unexpected)
+        if mismatched:
+            msg += _listing("shape mismatches", mismatched)
+        raise ValueError(msg)
+    usable = {k: v for k, v in state.items() if k in own and v.shape == own[k].shape}
+    model.load_state_dict(usable, strict=False)
+    return report
+
+
+def read_checkpoint_config(path: str | Path) -> tuple[str | None, dict[str, Any]]:
+    """Return the zoo name and constructor config stored by :func:`save_checkpoint`.
+
+    Args:
+        path: A checkpoint file.
+
+    Returns:
+        ``(name, config)``; ``(None, {})`` for files that carry no config
+        (``.pt`` files, or safetensors written by other tools).
+    """
+    path = Path(path)
+    if _sniff(path) != "safetensors":
+        return None, {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except SafetensorError as err:
+        raise ValueError(f"load_checkpoint: cannot read {_fmt(path)} as safetensors: {err}") from None
+    try:
+        config = json.loads(meta.get(_META_CONFIG, "{}"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"load_checkpoint: {_fmt(path)} has an unreadable config: {err}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"load_checkpoint: {_fmt(path)} has a config that is not a mapping")
+    return meta.get(_META_NAME), config
+
+
+def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
+    """Write ``model``'s weights as safetensors, with its zoo name and config as metadata.
+
+    ``build(name, checkpoint=path)`` then restores the same architecture
+    (including overrides such as ``in_chans=1``) and weights.
+
+    Args:
+        model: The module to save; a model from :func:`~clg_layers.build`
+            carries its name and config.
+        path: Destination; must end in ``.safetensors``.
+
+    Returns:
+        The path written.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"save_checkpoint: `model` must be an nn.Module, got {type(model).__name__}")
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"save_checkpoint: the file name must end in .safetensors, got {_fmt(path)}")
+    metadata = {"format": "pt"}
+    name = getattr(model, "model_name", None)
+    if name:
+        metadata[_META_NAME] = str(name)
+    config = getattr(model, "config", None)
+    if isinstance(config, dict):
+        metadata[_META_CONFIG] = json.dumps(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(path), metadata=metadata, force_contiguous=True)
+    return path

@@ -1,0 +1,281 @@
+"""CLG-INet: the U-shaped Coupled Local-Global Interactive Network (Jiang et al., ACM MM 2023)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.models import checkpoint_seq
+from torch import nn
+
+from ..layers import CouplingBlock, HybridGatedUnit
+from ..layers._checks import check_bool, check_input, check_int, check_positive_float
+from .registry import register_model
+
+__all__ = ["CLGINet", "clginet_base", "clginet_small", "clginet_tiny"]
+
+_LEVELS = 4  # three encoder levels and the bottleneck
+_SIZE_MULTIPLE = 2 ** (_LEVELS - 1)  # what three 2× downsamplings need
+
+
+def _per_level(owner: str, name: str, value: int | Sequence[int], count: int) -> tuple[int, ...]:
+    """Expand an int to ``count`` copies, or check that a sequence has ``count`` positive ints."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * count
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{owner}: `{name}` must be an int or a sequence of {count} ints, got {value!r}")
+    if len(value) != count:
+        raise ValueError(f"{owner}: `{name}` must have {count} entries (one per level), got {len(value)}")
+    return tuple(check_int(owner, f"{name}[{i}]", v) for i, v in enumerate(value))
+
+
+class _Downsample(nn.Sequential):
+    """``Conv3×3(C → C/2)`` then ``PixelUnshuffle(2)``: half the resolution, twice the channels."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(nn.Conv2d(dim, dim // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
+
+
+class _Upsample(nn.Sequential):
+    """``Conv3×3(C → 2C)`` then ``PixelShuffle(2)``: twice the resolution, half the channels."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(nn.Conv2d(dim, dim * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
+
+
+class CLGINet(nn.Module):
+    """The CLG-INet image-restoration network.
+
+    A four-level U-shape of :class:`~clg_layers.CouplingBlock` stages (widths
+    ``C, 2C, 4C, 8C``): a 3×3 embedding, three encoder levels each followed by
+    a downsample (``Conv3×3`` + ``PixelUnshuffle(2)``), the bottleneck, three
+    decoder levels each preceded by an upsample (``Conv3×3`` + ``PixelShuffle(2)``)
+    and a :class:`~clg_layers.HybridGatedUnit` that fuses the upsampled decoder
+    feature with the encoder features of all three encoder levels, then
+    refinement blocks at full resolution, a 3×3 output convolution and a
+    global residual. Any input size works: the input is padded internally
+    (reflect; replicate when the image is smaller than the pad) to a multiple
+    of 8 and the output cropped back.
+
+    The output convolution starts at zero, and so does every residual branch
+    inside the blocks, so a fresh network with a global residual returns its
+    input unchanged and learns from the first step.
+
+    Args:
+        in_chans: Channels of the input image (1 for grayscale, 3 for RGB, ...).
+        out_chans: Channels of the output; ``None`` means ``in_chans``.
+        dim: Width ``C`` of the first level.
+        depths: Coupling blocks per level, ``(level0, level1, level2, bottleneck)``;
+            each decoder level repeats its encoder level's depth.
+        num_heads: Attention heads per level (an int applies to all four).
+        window_size: Window side of the spatial attention.
+        kernel_size: Depthwise kernel of DBPA's ``qkv``.
+        expansion: GNFF expansion ratio.
+        refinement_depth: Coupling blocks at full resolution after the decoder.
+        drop_path_rate: Stochastic depth, rising linearly to this value over
+            all blocks (encoder, bottleneck, decoder, refinement in order).
+        global_residual: Add the input to the output (needs ``in_chans == out_chans``).
+        cnn_groups: Groups of the CNN layers' convolutions; ``0`` means
+            depthwise-separable (``groups`` equal to each level's width).
+        coupling: Coupling-connection mode of every block (``"concat"`` or ``"none"``).
+
+    Shape:
+        - Input: ``(B, in_chans, H, W)``, any ``H, W >= 1``
+        - Output: ``(B, out_chans, H, W)``
+    """
+
+    #: The model pads internally, so callers need not round sizes.
+    size_multiple: int = 1
+    #: float16 (``model.half()`` or autocast) is tested against float32.
+    supports_half: bool = True
+    #: bfloat16 (``model.bfloat16()`` or autocast) is tested against float32.
+    supports_bf16: bool = True
+    #: The zoo name this model was built under (set by :func:`~clg_layers.build`).
+    model_name: str | None = None
+
+    def __init__(
+        self,
+        *,
+        in_chans: int = 3,
+        out_chans: int | None = None,
+        dim: int = 48,
+        depths: Sequence[int] = (1, 2, 2, 3),
+        num_heads: int | Sequence[int] = (1, 2, 4, 8),
+        window_size: int = 8,
+        kernel_size: int = 7,
+        expansion: float = 2.66,
+        refinement_depth: int = 1,
+        drop_path_rate: float = 0.0,
+        global_residual: bool = True,
+        cnn_groups: int = 1,
+        coupling: str = "concat",
+    ) -> None:
+        super().__init__()
+        owner = "CLGINet"
+        self.in_chans = check_int(owner, "in_chans", in_chans)
+        self.out_chans = self.in_chans if out_chans is None else check_int(owner, "out_chans", out_chans)
+        dim = check_int(owner, "dim", dim)
+        depths = _per_level(owner, "depths", depths, _LEVELS)
+        heads = _per_level(owner, "num_heads", num_heads, _LEVELS)
+        refinement_depth = check_int(owner, "refinement_depth", refinement_depth, minimum=0)
+        drop_path_rate = check_positive_float(owner, "drop_path_rate", drop_path_rate, allow_zero=True)
+        if drop_path_rate >= 1.0:
+            raise ValueError(f"{owner}: `drop_path_rate` must be in [0, 1), got {drop_path_rate}")
+        self.global_residual = check_bool(owner, "global_residual", global_residual)
+        if global_residual and self.in_chans != self.out_chans:
+            raise ValueError(
+                f"{owner}: `global_residual=True` needs in_chans == out_chans, "
+                f"got in_chans={self.in_chans}, out_chans={self.out_chans}"
+            )
+        cnn_groups = check_int(owner, "cnn_groups", cnn_groups, minimum=0)
+        if dim % 2:
+            raise ValueError(f"{owner}: `dim` must be even (downsampling halves it before PixelUnshuffle), got {dim}")
+        widths = tuple(dim * 2**level for level in range(_LEVELS))
+        for level, (w, h) in enumerate(zip(widths, heads)):
+            if w % h:
+                raise ValueError(
+                    f"{owner}: level {level} has width {w}, which `num_heads[{level}]` ({h}) does not divide"
+                )
+            if cnn_groups and w % cnn_groups:
+                raise ValueError(f"{owner}: `cnn_groups` ({cnn_groups}) must divide every level width {widths}")
+        self.config: dict[str, Any] = dict(
+            in_chans=self.in_chans,
+            out_chans=self.out_chans,
+            dim=dim,
+            depths=list(depths),
+            num_heads=list(heads),
+            window_size=window_size,
+            kernel_size=kernel_size,
+            expansion=expansion,
+            refinement_depth=refinement_depth,
+            drop_path_rate=drop_path_rate,
+            global_residual=global_residual,
+            cnn_groups=cnn_groups,
+            coupling=coupling,
+        )
+        self.grad_checkpointing = False
+
+        n_blocks = 2 * sum(depths[:-1]) + depths[-1] + refinement_depth
+        rates = iter([drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)])
+
+        def stage(level: int, depth: int) -> nn.Sequential:
+            w = widths[level]
+            return nn.Sequential(
+                *(
+                    CouplingBlock(
+                        w,
+                        num_heads=heads[level],
+                        window_size=window_size,
+                        kernel_size=kernel_size,
+                        expansion=expansion,
+                        drop_path=next(rates),
+                        coupling=coupling,
+                        cnn_groups=cnn_groups or w,
+                    )
+                    for _ in range(depth)
+                )
+            )
+
+        self.embed = nn.Conv2d(self.in_chans, dim, 3, padding=1)
+        self.encoders = nn.ModuleList(stage(level, depths[level]) for level in range(_LEVELS - 1))
+        self.downs = nn.ModuleList(_Downsample(widths[level]) for level in range(_LEVELS - 1))
+        self.bottleneck = stage(_LEVELS - 1, depths[-1])
+        # Decoder modules are listed deepest first, in the order they run.
+        decoder_levels = range(_LEVELS - 2, -1, -1)
+        self.ups = nn.ModuleList(_Upsample(widths[level + 1]) for level in decoder_levels)
+        self.fusions = nn.ModuleList(
+            HybridGatedUnit([widths[level], *widths[: _LEVELS - 1]], widths[level]) for level in decoder_levels
+        )
+        self.decoders = nn.ModuleList(stage(level, depths[level]) for level in decoder_levels)
+        self.refinement = stage(0, refinement_depth)
+        self.head = nn.Conv2d(dim, self.out_chans, 3, padding=1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each coupling block's activations in the backward pass instead of storing them.
+
+        Outputs and gradients are unchanged; activation memory in training drops
+        to about one block's worth per stage, for roughly a third more compute.
+        """
+        self.grad_checkpointing = check_bool("CLGINet", "enable", enable)
+
+    def _run(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled() and len(stage):
+            return checkpoint_seq(stage, x, use_reentrant=False)
+        return stage(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Restore an image batch.
+
+        Args:
+            x: Images of shape ``(B, in_chans, H, W)``.
+
+        Returns:
+            Tensor of shape ``(B, out_chans, H, W)``.
+        """
+        check_input("CLGINet", x, self.in_chans)
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (-h) % _SIZE_MULTIPLE, (-w) % _SIZE_MULTIPLE
+        inp = x
+        if pad_h or pad_w:
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+        f = self.embed(x)
+        skips = []
+        for encoder, down in zip(self.encoders, self.downs):
+            f = self._run(encoder, f)
+            skips.append(f)
+            f = down(f)
+        f = self._run(self.bottleneck, f)
+        for up, fuse, decoder in zip(self.ups, self.fusions, self.decoders):
+            f = self._run(decoder, fuse([up(f), *skips]))
+        f = self._run(self.refinement, f)
+        out = self.head(f)
+
+        if pad_h or pad_w:
+            out = out[:, :, :h, :w]
+        return inp + out if self.global_residual else out
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.config.items())
+
+
+# --------------------------------------------------------------------------------------------------
+# Variants. Each is a tiny entry function; user overrides replace its defaults.
+# Parameter and MAC counts (at 1×3×256×256) are pinned in tests/test_zoo.py and listed in the docs.
+# --------------------------------------------------------------------------------------------------
+
+_VARIANTS: dict[str, dict[str, Any]] = {
+    # ≈1.3 M params, 5.9 G MACs: depthwise-separable CNN layers and a lighter GNFF so it trains fast on a CPU.
+    "clginet-tiny": dict(dim=16, depths=(1, 1, 1, 2), num_heads=(1, 1, 2, 4), expansion=2.0, cnn_groups=0),
+    # ≈6.2 M params, 23 G MACs: base's shape at half its width.
+    "clginet-small": dict(dim=24, depths=(1, 1, 1, 2), num_heads=(1, 2, 4, 8)),
+    # The paper's model: 24.3 M params (paper: 24.7 M), 87 G MACs (0.62× Restormer's 140.99 G).
+    "clginet-base": dict(dim=48, depths=(1, 1, 1, 2), num_heads=(1, 2, 4, 8)),
+}
+
+
+def _create(variant: str, overrides: dict[str, Any]) -> CLGINet:
+    return CLGINet(**{**_VARIANTS[variant], **overrides})
+
+
+@register_model("clginet-tiny")
+def clginet_tiny(**overrides: Any) -> CLGINet:
+    """``clginet-tiny``: CPU demos, tests and quick experiments (≈1.3 M params)."""
+    return _create("clginet-tiny", overrides)
+
+
+@register_model("clginet-small")
+def clginet_small(**overrides: Any) -> CLGINet:
+    """``clginet-small``: a lighter research model (≈6.2 M params)."""
+    return _create("clginet-small", overrides)
+
+
+@register_model("clginet-base")
+def clginet_base(**overrides: Any) -> CLGINet:
+    """``clginet-base``: the paper's model (24.3 M params; Table 3 reports 24.7 M)."""
+    return _create("clginet-base", overrides)
