@@ -102,7 +102,7 @@ def tiled_forward(
     *,
     tile: int = 256,
     overlap: int = 32,
-    batch_tiles: int = 4,
+    batch_tiles: int = 2,
     progress: bool = False,
 ) -> torch.Tensor:
     """Run an image-to-image ``model`` over overlapping tiles of ``x`` and blend them without seams.
@@ -129,7 +129,13 @@ def tiled_forward(
     Memory: besides ``x`` and the output (plus a float32 accumulator of the
     output's size when the model returns float16/bfloat16), the peak is
     ``batch_tiles`` tiles and their activations inside ``model``, independent
-    of the image size. Tiles are cut from ``x`` one chunk at a time and moved to
+    of the image size. For example, a 4096 × 4096 RGB image through
+    ``clginet-tiny`` with ``tile=256, overlap=32`` on the CPU measured a peak
+    RSS of 1.24 GiB with ``batch_tiles=1``, 1.40 GiB with 2 (the default) and
+    1.57-1.62 GiB with 4 (of which about 0.7 GiB is the interpreter with torch and timm
+    imported, 0.375 GiB the input and output images, and 125-170 MiB of
+    activations per 256 × 256 tile); lower ``batch_tiles`` or ``tile`` when
+    memory is tight. Tiles are cut from ``x`` one chunk at a time and moved to
     the model's device (that of its first parameter or buffer), so ``x`` and the
     output may stay on the CPU while the model runs on an accelerator. The
     output is on ``x``'s device.

@@ -37,7 +37,10 @@ def check_positive_float(owner: str, name: str, value: object, *, allow_zero: bo
     """Return ``value`` as a float if it is a finite real number ``> 0`` (``>= 0`` with ``allow_zero``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{owner}: `{name}` must be a real number, got {type(value).__name__} ({value!r})")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int or Fraction beyond float range: as good as infinite
+        value = float("inf") if value > 0 else float("-inf")
     ok = value >= 0.0 if allow_zero else value > 0.0
     if not ok or value != value or value == float("inf"):
         bound = ">= 0" if allow_zero else "> 0"

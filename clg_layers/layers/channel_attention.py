@@ -36,7 +36,8 @@ class ChannelAttention(SEModule):
     def __init__(self, dim: int, *, reduction: int = 16) -> None:
         dim = check_int("ChannelAttention", "dim", dim)
         reduction = check_int("ChannelAttention", "reduction", reduction)
-        super().__init__(dim, rd_ratio=1.0 / reduction)
+        # int / int: exact for huge ``reduction`` (1.0 / 10**400 overflows converting it to float).
+        super().__init__(dim, rd_ratio=1 / reduction)
         self.dim = dim
         self.reduction = reduction
 
@@ -50,7 +51,21 @@ class ChannelAttention(SEModule):
             Tensor of shape ``(B, C, H, W)``.
         """
         check_input("ChannelAttention", x, self.dim)
-        return super().forward(x)
+        return x * self.weights(x)
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-channel attention weights, without applying them.
+
+        Callers that fold the rescaling into another operation (as
+        :class:`~clg_layers.CNNLayer` does, into its residual add) use this.
+
+        Args:
+            x: Feature map of shape ``(B, C, H, W)``.
+
+        Returns:
+            Tensor of shape ``(B, C, 1, 1)`` with values in ``(0, 1)``.
+        """
+        return self.gate(self.fc2(self.act(self.bn(self.fc1(x.mean((2, 3), keepdim=True))))))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, reduction={self.reduction}"

@@ -68,7 +68,10 @@ class CNNLayer(nn.Module):
             Tensor of shape ``(B, C, H, W)``.
         """
         check_input("CNNLayer", x, self.dim)
-        return x + self.scale(self.attn(self.conv_b(self.act(self.conv_a(x)))))
+        y = self.conv_b(self.act(self.conv_a(x)))
+        # x + γ ⊙ (y ⊙ CA-weights) as one fused pass over the map: the two
+        # per-channel factors multiply first, on (B, C, 1, 1) tensors.
+        return torch.addcmul(x, y, self.attn.weights(y) * self.scale.gamma.view(1, -1, 1, 1))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, kernel_size={self.kernel_size}, groups={self.groups}"

@@ -10,7 +10,24 @@ from torch import nn
 
 from ._checks import check_bool, check_divisible, check_input, check_int
 
+try:
+    from torch.fx.experimental.symbolic_shapes import statically_known_true as _statically_known_true
+except ImportError:  # pragma: no cover - old torch without it: an ordinary (guarding) test
+    def _statically_known_true(x: object) -> bool:
+        return bool(x)
+
 __all__ = ["DBPA"]
+
+
+def _known_zero(n: int | torch.SymInt) -> bool:
+    """Whether the size ``n`` is zero for certain: a plain ``0``, or a symbolic size provably zero.
+
+    For plain ints this is ``n == 0``. For a symbolic size (``torch.export``,
+    ``torch.compile(dynamic=True)``) it is ``True`` only when provable from what
+    is already known, and it adds no guard: a "skip the padding" shortcut then
+    does not split the graph into one specialisation per size class.
+    """
+    return _statically_known_true(n == 0)
 
 
 class DBPA(nn.Module):
@@ -117,17 +134,27 @@ class DBPA(nn.Module):
         b, c3, h, w = qkv.shape
         c, heads, ws = c3 // 3, self.num_heads, self.window_size
         d = c // heads
-        pad_h, pad_w = (-h) % ws, (-w) % ws
-        if pad_h or pad_w:
+        # Windows per side, rounded up. Sizes written as `n · ws` (rather than
+        # `h + (-h) % ws`) keep symbolic shapes simple enough for torch.export
+        # to prove the window reshapes below without guards.
+        nh, nw = (h + ws - 1) // ws, (w + ws - 1) // ws
+        hp, wp = nh * ws, nw * ws
+        pad_h, pad_w = hp - h, wp - w
+        # With concrete sizes (eager, static torch.compile) an unpadded map skips
+        # the padding and the mask. With symbolic sizes (torch.export, dynamic
+        # torch.compile, ONNX) "no padding" cannot be decided without
+        # specialising the graph to a size class, so the general path runs: a
+        # zero-width pad is a no-op and an all-True mask gives bit-identical
+        # attention, so both paths compute the same values.
+        padded = not (_known_zero(pad_h) and _known_zero(pad_w))
+        if padded:
             qkv = F.pad(qkv, (0, pad_w, 0, pad_h), value=self.pad_value)
-        hp, wp = h + pad_h, w + pad_w
-        nh, nw = hp // ws, wp // ws
         # Plain reshape/permute rather than einops so torch.export and ONNX see
         # only core aten ops: (B, 3·heads·d, nh·ws, nw·ws) -> (3, B·nh·nw, heads, ws², d)
         t = qkv.reshape(b, 3, heads, d, nh, ws, nw, ws).permute(1, 0, 4, 6, 2, 5, 7, 3)
         q, k, v = t.reshape(3, b * nh * nw, heads, ws * ws, d).unbind(0)
         mask = None
-        if pad_h or pad_w:
+        if padded:
             rows = torch.arange(hp, device=qkv.device) < h
             cols = torch.arange(wp, device=qkv.device) < w
             valid = (rows[:, None] & cols[None, :]).reshape(nh, ws, nw, ws).permute(0, 2, 1, 3)
@@ -136,7 +163,7 @@ class DBPA(nn.Module):
             mask = mask.reshape(b * nh * nw, 1, 1, ws * ws)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         o = o.reshape(b, nh, nw, heads, ws, ws, d).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, c, hp, wp)
-        if pad_h or pad_w:
+        if padded:
             o = o[:, :, :h, :w]
         return o
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..layers import CouplingBlock, HybridGatedUnit
 from ..layers._checks import check_bool, check_input, check_int, check_positive_float
+from ..layers.dbpa import _known_zero, _statically_known_true
 from .registry import register_model
 
 __all__ = ["CLGINet", "clginet_base", "clginet_small", "clginet_tiny"]
@@ -218,10 +219,21 @@ class CLGINet(nn.Module):
         """
         check_input("CLGINet", x, self.in_chans)
         h, w = x.shape[-2:]
-        pad_h, pad_w = (-h) % _SIZE_MULTIPLE, (-w) % _SIZE_MULTIPLE
+        # Padded size written as `8 · ceil(h / 8)` so symbolic shapes stay simple
+        # for torch.export (every level is then a multiple of 8·ceil(h/8)/2^l).
+        m = _SIZE_MULTIPLE
+        pad_h, pad_w = (h + m - 1) // m * m - h, (w + m - 1) // m * m - w
         inp = x
-        if pad_h or pad_w:
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+        # Symbolic sizes (torch.export, dynamic torch.compile, ONNX) take the
+        # padding path whatever the size (a zero-width pad is a no-op), so the
+        # graph is not specialised to "multiple of 8 or not"; see DBPA._spatial.
+        padded = not (_known_zero(pad_h) and _known_zero(pad_w))
+        if padded:
+            # `h >= 8` implies `pad_h < h`; it is tested first so that a symbolic
+            # size declared >= 8 decides the mode without a guard.
+            reflect_h = _statically_known_true(h >= _SIZE_MULTIPLE) or pad_h < h
+            reflect_w = _statically_known_true(w >= _SIZE_MULTIPLE) or pad_w < w
+            mode = "reflect" if reflect_h and reflect_w else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
         f = self.embed(x)
@@ -236,7 +248,7 @@ class CLGINet(nn.Module):
         f = self._run(self.refinement, f)
         out = self.head(f)
 
-        if pad_h or pad_w:
+        if padded:
             out = out[:, :, :h, :w]
         return inp + out if self.global_residual else out
 
