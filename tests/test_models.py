@@ -18,8 +18,9 @@ RESTORMER_GMACS_256 = 140.99  # Restormer's own published figure at 256×256
 
 
 def test_zoo_lists_the_variants() -> None:
-    assert set(VARIANTS) <= set(cl.list_models())
-    assert cl.list_models("clginet-*") == sorted(VARIANTS)
+    # other tests register their own variants in this process, so check containment
+    assert set(VARIANTS) <= set(cl.list_models()) and set(VARIANTS) <= set(cl.list_models("clginet-*"))
+    assert cl.list_models("clginet-[bs]*") == ["clginet-base", "clginet-small"]
     assert cl.list_models("*tiny") == ["clginet-tiny"]
     assert cl.list_models("resnet*") == []
 

@@ -27,6 +27,8 @@ def _known_zero(n: int | torch.SymInt) -> bool:
     is already known, and it adds no guard: a "skip the padding" shortcut then
     does not split the graph into one specialisation per size class.
     """
+    if isinstance(n, torch.Tensor):  # torch.jit.trace: sizes are traced 0-d tensors
+        return not bool(n)
     return _statically_known_true(n == 0)
 
 
@@ -144,8 +146,9 @@ class DBPA(nn.Module):
         # the padding and the mask. With symbolic sizes (torch.export, dynamic
         # torch.compile, ONNX) "no padding" cannot be decided without
         # specialising the graph to a size class, so the general path runs: a
-        # zero-width pad is a no-op and an all-True mask gives bit-identical
-        # attention, so both paths compute the same values.
+        # zero-width pad is a no-op and an all-True mask changes no attention
+        # weight (bit-identical on CPU; on CUDA a mask rules out the flash
+        # kernel, so such graphs use the memory-efficient one).
         padded = not (_known_zero(pad_h) and _known_zero(pad_w))
         if padded:
             qkv = F.pad(qkv, (0, pad_w, 0, pad_h), value=self.pad_value)
@@ -155,12 +158,14 @@ class DBPA(nn.Module):
         q, k, v = t.reshape(3, b * nh * nw, heads, ws * ws, d).unbind(0)
         mask = None
         if padded:
-            rows = torch.arange(hp, device=qkv.device) < h
-            cols = torch.arange(wp, device=qkv.device) < w
-            valid = (rows[:, None] & cols[None, :]).reshape(nh, ws, nw, ws).permute(0, 2, 1, 3)
+            # Built directly in window order from fresh (contiguous) tensors, so
+            # no reshape of a permuted or expanded view: that keeps symbolic
+            # shapes free of stride guards under torch.export.
+            rows = torch.arange(hp, device=qkv.device).reshape(nh, 1, ws, 1) < h
+            cols = torch.arange(wp, device=qkv.device).reshape(1, nw, 1, ws) < w
+            valid = (rows & cols).reshape(nh * nw, ws * ws)  # (nW, ws²), window-major
             # (B·nW, 1, 1, ws²): True where a key is a real pixel.
-            mask = valid.reshape(1, nh * nw, 1, 1, ws * ws).expand(b, -1, -1, -1, -1)
-            mask = mask.reshape(b * nh * nw, 1, 1, ws * ws)
+            mask = valid.repeat(b, 1)[:, None, None, :]
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         o = o.reshape(b, nh, nw, heads, ws, ws, d).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, c, hp, wp)
         if padded:

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from timm.models import checkpoint_seq
 from torch import nn
 
-from ..layers import CouplingBlock, HybridGatedUnit
-from ..layers._checks import check_bool, check_input, check_int, check_positive_float
-from ..layers.dbpa import _known_zero, _statically_known_true
+from ..layers import COUPLING_MODES, CouplingBlock, HybridGatedUnit
+from ..layers._checks import check_bool, check_choice, check_input, check_int, check_positive_float
+from ..layers.dbpa import _known_zero
 from .registry import register_model
 
 __all__ = ["CLGINet", "clginet_base", "clginet_small", "clginet_tiny"]
@@ -131,6 +131,12 @@ class CLGINet(nn.Module):
                 f"got in_chans={self.in_chans}, out_chans={self.out_chans}"
             )
         cnn_groups = check_int(owner, "cnn_groups", cnn_groups, minimum=0)
+        # Checked here too, not only inside the blocks: errors then name CLGINet, and `config`
+        # holds plain int/float/str (a numpy int64 or a Fraction would break save_checkpoint's JSON).
+        window_size = check_int(owner, "window_size", window_size)
+        kernel_size = check_int(owner, "kernel_size", kernel_size, odd=True)
+        expansion = check_positive_float(owner, "expansion", expansion)
+        coupling = str(check_choice(owner, "coupling", coupling, COUPLING_MODES))
         if dim % 2:
             raise ValueError(f"{owner}: `dim` must be even (downsampling halves it before PixelUnshuffle), got {dim}")
         widths = tuple(dim * 2**level for level in range(_LEVELS))
@@ -229,11 +235,7 @@ class CLGINet(nn.Module):
         # graph is not specialised to "multiple of 8 or not"; see DBPA._spatial.
         padded = not (_known_zero(pad_h) and _known_zero(pad_w))
         if padded:
-            # `h >= 8` implies `pad_h < h`; it is tested first so that a symbolic
-            # size declared >= 8 decides the mode without a guard.
-            reflect_h = _statically_known_true(h >= _SIZE_MULTIPLE) or pad_h < h
-            reflect_w = _statically_known_true(w >= _SIZE_MULTIPLE) or pad_w < w
-            mode = "reflect" if reflect_h and reflect_w else "replicate"
+            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
         f = self.embed(x)
