@@ -81,7 +81,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         model = build(args.name, checkpoint=args.checkpoint)
     except FileNotFoundError as err:
         return _error(str(err), EXIT_FAILURE)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:  # TypeError: a stored config with a wrong type or key
         return _error(f"checkpoint {args.checkpoint!r} does not fit {args.name!r}: {err}", EXIT_FAILURE)
     c = image.tensor.shape[1]
     if c != model.in_chans:

@@ -54,12 +54,14 @@ def _sniff(path: Path) -> str:
         head = f.read(9)
     if not head:
         raise ValueError(f"load_checkpoint: {_fmt(path)} is empty, not a checkpoint")
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch's zip format, or a legacy pickle
-        return "torch"
+    # safetensors first: its first 8 bytes are a header length, whose low byte can be 0x80 (a pickle's
+    # first byte), but a pickle or zip file never has "{" at offset 8 after a plausible length.
     if len(head) == 9 and head[8:9] == b"{":
         (header_len,) = struct.unpack("<Q", head[:8])
         if 0 < header_len <= path.stat().st_size - 8:
             return "safetensors"
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch's zip format, or a legacy pickle
+        return "torch"
     raise ValueError(
         f"load_checkpoint: {_fmt(path)} is neither a safetensors file nor a torch checkpoint "
         "(.pt/.pth); was it truncated or is it another kind of file?"
