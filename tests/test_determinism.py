@@ -27,16 +27,7 @@ from conftest import wake
 SEED, OTHER_SEED = 1234, 99
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread for this module (restored after): the inputs are tiny, and on a shared
-    machine OpenMP threads otherwise spin at every barrier and make each pass many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @pytest.fixture

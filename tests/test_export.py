@@ -19,7 +19,7 @@ backend that runs the FX graph as it is, no inductor) about 30 s.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 import numpy as np
@@ -44,15 +44,7 @@ RUN_SIZES = [(37, 53), (45, 29), (64, 29), (130, 67)]
 MAX_ABS_DIFF = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread: OpenMP spin-waiting on a busy 2-core machine makes eager runs 100× slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def size_oblivious() -> AbstractContextManager[None]:

@@ -33,7 +33,7 @@ threads spin.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,16 +91,7 @@ MODULES: dict[str, tuple[Callable[[], nn.Module], str, int]] = {
 HGU_DIMS, HGU_OUT = (8, 4, 16), 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """One intra-op thread for this module (restored after): the inputs are tiny, and on a shared
-    machine OpenMP threads otherwise spin at every barrier and make each pass many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 @functools.cache

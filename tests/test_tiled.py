@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -18,19 +17,7 @@ from clg_layers.tiled import tiled_forward
 from conftest import wake
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Run these small tests on one intra-op thread.
-
-    OpenMP threads spin-waiting on a busy 2-core machine slowed the CLG-INet test twentyfold;
-    one thread keeps the run time predictable.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
 
 def local_model(depth: int = 3, in_chans: int = 3, out_chans: int = 3, width: int = 8) -> nn.Module:
