@@ -67,6 +67,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers._checks import check_bool, check_int
+
 try:  # POSIX only
     import resource
 except ImportError:  # pragma: no cover - Windows
@@ -355,20 +357,6 @@ class _Options:
     train_step: bool
     train_size: int
     train_batch: int
-
-
-def _check_int(owner: str, name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}: `{name}` must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{owner}: `{name}` must be >= {minimum}, got {value}")
-    return value
-
-
-def _check_bool(owner: str, name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{owner}: `{name}` must be a bool, got {type(value).__name__}")
-    return value
 
 
 def _resolve_dtype(owner: str, dtype: Any) -> str:
@@ -807,9 +795,9 @@ def matmul_peak_gmacs(
     dev = _resolve_device(owner, device)
     dt = _DTYPES[_resolve_dtype(owner, dtype)]
     if threads is not None:
-        _check_int(owner, "threads", threads, 1)
-    n = (2048 if dev.type == "cpu" else 8192) if n is None else _check_int(owner, "n", n, 1)
-    _check_int(owner, "repeats", repeats, 1)
+        check_int(owner, "threads", threads, minimum=1)
+    n = (2048 if dev.type == "cpu" else 8192) if n is None else check_int(owner, "n", n, minimum=1)
+    check_int(owner, "repeats", repeats, minimum=1)
     old_threads = torch.get_num_threads()
     try:
         if threads is not None:
@@ -896,21 +884,21 @@ def benchmark(
     dev = _resolve_device(owner, device)
     size_list = _resolve_sizes(sizes)
     if threads is not None:
-        _check_int(owner, "threads", threads, 1)
+        check_int(owner, "threads", threads, minimum=1)
     for name_, value in (("compile", compile), ("train_step", train_step), ("isolate", isolate),
                          ("measure_peak", measure_peak)):  # fmt: skip
-        _check_bool(owner, name_, value)
+        check_bool(owner, name_, value)
     opts = _Options(
-        batch=_check_int(owner, "batch", batch, 1),
+        batch=check_int(owner, "batch", batch, minimum=1),
         dtype=dtype_name,
         device=str(dev),
         threads=threads if threads is not None else torch.get_num_threads(),
         compile=compile,
-        warmup=_check_int(owner, "warmup", warmup, 0),
-        repeats=_check_int(owner, "repeats", repeats, 1),
+        warmup=check_int(owner, "warmup", warmup, minimum=0),
+        repeats=check_int(owner, "repeats", repeats, minimum=1),
         train_step=train_step,
-        train_size=_check_int(owner, "train_size", train_size, 1),
-        train_batch=_check_int(owner, "train_batch", train_batch, 1),
+        train_size=check_int(owner, "train_size", train_size, minimum=1),
+        train_batch=check_int(owner, "train_batch", train_batch, minimum=1),
     )
     name, module = _resolve_model(model)
 
