@@ -73,24 +73,59 @@ def _reference_window_attention(qkv: torch.Tensor, heads: int, ws: int) -> torch
     return out
 
 
-@pytest.mark.parametrize("size", [(8, 8), (5, 13), (1, 1), (9, 3)])
-def test_dbpa_spatial_matches_naive_windows(size: tuple[int, int]) -> None:
-    m = cl.DBPA(8, num_heads=2, window_size=4, channel=False).double()
-    x = torch.randn(2, 8, *size, dtype=torch.float64)
-    qkv = m.qkv_dw(m.qkv(x))
-    torch.testing.assert_close(m._spatial(qkv), _reference_window_attention(qkv, 2, 4))
-
-
-def test_dbpa_channel_matches_naive() -> None:
-    m = cl.DBPA(8, num_heads=2, spatial=False).double()
-    with torch.no_grad():
-        m.temperature.copy_(torch.tensor([0.5, 2.0]).view(2, 1, 1))
-    x = torch.randn(2, 8, 7, 5, dtype=torch.float64)
-    qkv = m.qkv_dw(m.qkv(x))
-    q, k, v = qkv.reshape(2, 3, 2, 4, 35).unbind(1)
+def _reference_channel_attention(qkv: torch.Tensor, heads: int, temperature: torch.Tensor) -> torch.Tensor:
+    """Naive transposed attention per head, with explicitly normalised q and k."""
+    b, c3, h, w = qkv.shape
+    c = c3 // 3
+    q, k, v = qkv.reshape(b, 3, heads, c // heads, h * w).unbind(1)
     q, k = q / q.norm(dim=-1, keepdim=True), k / k.norm(dim=-1, keepdim=True)
-    attn = torch.softmax(q @ k.transpose(-2, -1) * m.temperature, dim=-1)
-    torch.testing.assert_close(m._channel(qkv), (attn @ v).reshape(2, 8, 7, 5))
+    attn = torch.softmax(q @ k.transpose(-2, -1) * temperature, dim=-1)
+    return (attn @ v).reshape(b, c, h, w)
+
+
+def _reference_dbpa(m: cl.DBPA, x: torch.Tensor) -> torch.Tensor:
+    """DBPA written the plain NCHW way, from the module's own parameters."""
+    qkv = m.qkv_dw(m.qkv(x))
+    if m.spatial:
+        s = _reference_window_attention(qkv, m.num_heads, m.window_size)
+    if m.channel:
+        c = _reference_channel_attention(qkv, m.num_heads, m.temperature)
+    if m.spatial and m.channel:
+        g = torch.sigmoid(m.gate(x.mean((2, 3), keepdim=True)))
+        y = g * s + (1 - g) * c
+    else:
+        y = s if m.spatial else c
+    return m.proj(y)
+
+
+def _randomised(m: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.5)
+    return m
+
+
+@pytest.mark.parametrize("branches", [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("size", [(8, 8), (5, 13), (1, 1), (9, 3)])
+def test_dbpa_matches_naive_reference(size: tuple[int, int], branches: tuple[bool, bool]) -> None:
+    """The token-layout implementation (strided GEMMs, block-diagonal channel map, gate folded
+    into one baddbmm) computes the same function as the textbook per-window / per-head one."""
+    spatial, channel = branches
+    m = _randomised(cl.DBPA(8, num_heads=2, window_size=4, spatial=spatial, channel=channel).double())
+    x = torch.randn(2, 8, *size, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), _reference_dbpa(m, x))
+
+
+def test_dbpa_channel_heads_do_not_mix() -> None:
+    """Channel attention never mixes channels of different heads: changing head 1's v leaves
+    head 0's output untouched (the off-block entries of the C×C map are exactly 0)."""
+    m = _randomised(cl.DBPA(8, num_heads=2, spatial=False).double())
+    qkv = torch.randn(1, 4, 5, 24, dtype=torch.float64)
+    attn = m._channel_attention(qkv)[0]
+    assert torch.equal(attn[:4, 4:], torch.zeros(4, 4, dtype=torch.float64))
+    assert torch.equal(attn[4:, :4], torch.zeros(4, 4, dtype=torch.float64))
+    torch.testing.assert_close(attn.sum(-1), torch.ones(8, dtype=torch.float64))
 
 
 def test_dbpa_ablations_run_and_differ() -> None:

@@ -35,7 +35,19 @@ def _conv_macs(model: nn.Module, x: torch.Tensor) -> int:
         nonlocal total
         total += out.shape[0] * out.shape[2] * out.shape[3] * mod.weight.numel()
 
+    # Transformer layers run their 1×1 and depthwise convolutions functionally on
+    # tokens (from the modules' weights), so those modules' hooks never fire:
+    # count them from the layer's input size instead. The gate MLP still runs
+    # as modules and is counted by the hook above.
+    def layer_hook(layer: cl.TransformerLayer, inp: tuple) -> None:
+        nonlocal total
+        b, _, h, w = inp[0].shape
+        a, f = layer.attn, layer.ffn
+        weights = [a.qkv, a.qkv_dw, a.proj, f.fc1, f.dw3, f.dw5, f.fc2]
+        total += b * h * w * sum(conv.weight.numel() for conv in weights)
+
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    handles += [m.register_forward_pre_hook(layer_hook) for m in model.modules() if isinstance(m, cl.TransformerLayer)]
     with torch.no_grad():
         model(x)
     for h in handles:

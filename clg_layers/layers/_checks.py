@@ -18,6 +18,7 @@ __all__ = [
     "check_input",
     "check_int",
     "check_positive_float",
+    "restore_format",
 ]
 
 
@@ -91,3 +92,15 @@ def check_input(owner: str, x: object, channels: int | None, *, name: str = "inp
         )
     if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"{owner}: {name} must have B, H, W >= 1, got shape {tuple(x.shape)}")
+
+
+def restore_format(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Return ``y`` (same shape as ``x``) in ``x``'s memory format.
+
+    Layers that compute in channels-last token layout hand back a
+    ``channels_last`` tensor for a ``channels_last`` input (no copy) and a
+    contiguous one for anything else.
+    """
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return y.contiguous(memory_format=torch.channels_last)
+    return y.contiguous()

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_bool, check_divisible, check_input, check_int
+from ._checks import check_bool, check_divisible, check_input, check_int, restore_format
 
 try:
     from torch.fx.experimental.symbolic_shapes import statically_known_true as _statically_known_true
@@ -116,24 +116,53 @@ class DBPA(nn.Module):
             x: Feature map of shape ``(B, C, H, W)``.
 
         Returns:
-            Tensor of shape ``(B, C, H, W)``.
+            Tensor of shape ``(B, C, H, W)``, in the input's memory format
+            (``channels_last`` in, ``channels_last`` out; otherwise contiguous).
         """
         check_input("DBPA", x, self.dim)
-        qkv = self.qkv_dw(self.qkv(x))
-        if self.spatial and self.channel:
+        y = self.forward_tokens(x.permute(0, 2, 3, 1))
+        return restore_format(y.permute(0, 3, 1, 2), x)
+
+    def forward_tokens(self, t: torch.Tensor) -> torch.Tensor:
+        """The attention on a channels-last token map.
+
+        Everything runs in ``(B, H, W, C)`` layout: the 1×1 convolutions are
+        single matrix products over the channel axis, the depthwise convolution
+        runs on ``channels_last`` memory, the window partition is one copy, and
+        the channel branch and the gate are folded into one batched matrix
+        product (see :meth:`_channel_attention`), so the only full-size
+        temporaries are ``qkv``, the windows and the two branch outputs.
+
+        Args:
+            t: Tokens of shape ``(B, H, W, C)``.
+
+        Returns:
+            Tensor of shape ``(B, H, W, C)`` (contiguous).
+        """
+        b, h, w, c = t.shape
+        qkv = F.linear(t, self.qkv.weight.flatten(1), self.qkv.bias).permute(0, 3, 1, 2)
+        qkv = F.conv2d(qkv, self.qkv_dw.weight, self.qkv_dw.bias, padding=self.kernel_size // 2, groups=3 * c)
+        qkv = qkv.permute(0, 2, 3, 1).contiguous()  # (B, H, W, 3C); already laid out so on CPU
+        if self.spatial:
             s = self._spatial(qkv)
-            c = self._channel(qkv)
-            g = torch.sigmoid(self.gate(x.mean((2, 3), keepdim=True)))
-            y = torch.lerp(c, s, g.to(s.dtype))  # g·s + (1−g)·c in one kernel
+        if self.channel:
+            v = qkv.view(b, h * w, 3 * c)[..., 2 * c :]  # (B, HW, C), a strided view
+            attn = self._channel_attention(qkv).to(v.dtype)  # (B, C_out, C_in)
+        if self.spatial and self.channel:
+            g = torch.sigmoid(self.gate(t.mean((1, 2))[:, :, None, None])).view(b, 1, c).to(s.dtype)
+            # g·s + (1 − g)·(v @ attnᵀ), with (1 − g) folded into the C×C matrix:
+            # one GEMM that writes the mixed result, no channel-branch temporary.
+            mix = (attn * (1 - g).transpose(1, 2)).transpose(1, 2)  # (B, C_in, C_out)
+            y = torch.baddbmm((s * g.view(b, 1, 1, c)).view(b, h * w, c), v, mix)
         elif self.spatial:
-            y = self._spatial(qkv)
+            y = s
         else:
-            y = self._channel(qkv)
-        return self.proj(y)
+            y = torch.bmm(v, attn.transpose(1, 2))
+        return F.linear(y.reshape(b, h, w, c), self.proj.weight.flatten(1), self.proj.bias)
 
     def _spatial(self, qkv: torch.Tensor) -> torch.Tensor:
-        """Window self-attention; ``(B, 3C, H, W) -> (B, C, H, W)``."""
-        b, c3, h, w = qkv.shape
+        """Window self-attention; tokens ``(B, H, W, 3C) -> (B, H, W, C)``."""
+        b, h, w, c3 = qkv.shape
         c, heads, ws = c3 // 3, self.num_heads, self.window_size
         d = c // heads
         # Windows per side, rounded up. Sizes written as `n · ws` (rather than
@@ -151,10 +180,10 @@ class DBPA(nn.Module):
         # kernel, so such graphs use the memory-efficient one).
         padded = not (_known_zero(pad_h) and _known_zero(pad_w))
         if padded:
-            qkv = F.pad(qkv, (0, pad_w, 0, pad_h), value=self.pad_value)
+            qkv = F.pad(qkv, (0, 0, 0, pad_w, 0, pad_h), value=self.pad_value)
         # Plain reshape/permute rather than einops so torch.export and ONNX see
-        # only core aten ops: (B, 3·heads·d, nh·ws, nw·ws) -> (3, B·nh·nw, heads, ws², d)
-        t = qkv.reshape(b, 3, heads, d, nh, ws, nw, ws).permute(1, 0, 4, 6, 2, 5, 7, 3)
+        # only core aten ops: (B, nh·ws, nw·ws, 3·heads·d) -> (3, B·nh·nw, heads, ws², d)
+        t = qkv.reshape(b, nh, ws, nw, ws, 3, heads, d).permute(5, 0, 1, 3, 6, 2, 4, 7)
         q, k, v = t.reshape(3, b * nh * nw, heads, ws * ws, d).unbind(0)
         mask = None
         if padded:
@@ -167,27 +196,55 @@ class DBPA(nn.Module):
             # (B·nW, 1, 1, ws²): True where a key is a real pixel.
             mask = valid.repeat(b, 1)[:, None, None, :]
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        o = o.reshape(b, nh, nw, heads, ws, ws, d).permute(0, 3, 6, 1, 4, 2, 5).reshape(b, c, hp, wp)
+        o = o.reshape(b, nh, nw, heads, ws, ws, d).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hp, wp, c)
         if padded:
-            o = o[:, :, :h, :w]
+            o = o[:, :h, :w]
         return o
 
-    def _channel(self, qkv: torch.Tensor) -> torch.Tensor:
-        """Transposed (channel) attention over the whole map; ``(B, 3C, H, W) -> (B, C, H, W)``."""
-        b, c3, h, w = qkv.shape
-        heads = self.num_heads
-        q, k, v = qkv.reshape(b, 3, heads, c3 // (3 * heads), h * w).unbind(1)
-        # Statistics over H·W in float32: a float16 sum of squares overflows on large images.
+    def _channel_attention(self, qkv: torch.Tensor) -> torch.Tensor:
+        r"""The transposed-attention map of every head, as one block-diagonal ``C×C`` matrix.
+
+        Computes ``softmax(τ · \hat{q} \hat{k}^T)`` per head without
+        materialising the normalised ``q`` and ``k``: the raw Gram matrix
+        ``q kᵀ`` (summed over ``H·W``) is divided by the outer product of the
+        L2 norms afterwards, which is the same value (``F.normalize``'s
+        ``1e-12`` floor included). Entries between channels of different heads
+        are masked to ``-inf`` before the softmax, so they come out exactly 0
+        and ``v @ attnᵀ`` mixes channels only within a head. For ``h`` heads
+        this spends ``h×`` the (small) ``C·d·H·W`` MACs of per-head products,
+        in exchange for one well-shaped GEMM whose output is already in token
+        layout. Computed in float32 whatever the input precision: a sum of
+        squares over a large image overflows float16.
+
+        Args:
+            qkv: Tokens of shape ``(B, H, W, 3C)``.
+
+        Returns:
+            Tensor of shape ``(B, C, C)`` (output channel, input channel), float32
+            (float64 for a float64 input).
+        """
+        b, h, w, c3 = qkv.shape
+        c = c3 // 3
+        d = c // self.num_heads
+        flat = qkv.reshape(b, h * w, c3)
         acc = torch.promote_types(qkv.dtype, torch.float32)  # float32, or float64 if given
         device = qkv.device.type
         no_autocast = (
             torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()
         )
         with no_autocast:
-            q = F.normalize(q.to(acc), dim=-1)
-            k = F.normalize(k.to(acc), dim=-1)
-            attn = torch.softmax((q @ k.transpose(-2, -1)) * self.temperature.to(acc), dim=-1)
-        return (attn.to(v.dtype) @ v).reshape(b, c3 // 3, h, w)
+            q = flat[..., :c].to(acc)
+            k = flat[..., c : 2 * c].to(acc)
+            gram = torch.bmm(q.transpose(1, 2), k)  # (B, C, C)
+            q_norm = torch.linalg.vector_norm(q, dim=1).clamp_min(1e-12)  # (B, C)
+            k_norm = torch.linalg.vector_norm(k, dim=1).clamp_min(1e-12)
+            heads = self.num_heads
+            tau = self.temperature.to(acc).reshape(heads, 1).expand(heads, d).reshape(1, c, 1)
+            logits = gram / (q_norm[:, :, None] * k_norm[:, None, :]) * tau
+            if self.num_heads > 1:
+                head = torch.arange(c, device=qkv.device) // d
+                logits = logits.masked_fill(head[:, None] != head[None, :], float("-inf"))
+            return torch.softmax(logits, dim=-1)
 
     def extra_repr(self) -> str:
         return (

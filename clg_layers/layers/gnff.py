@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_bool, check_input, check_int, check_positive_float
+from ._checks import check_bool, check_input, check_int, check_positive_float, restore_format
 
 __all__ = ["GNFF"]
 
@@ -39,6 +39,9 @@ class GNFF(nn.Module):
         self.dw5 = nn.Conv2d(hidden, hidden, 5, padding=2, groups=hidden, bias=bias)
         self.fc2 = nn.Conv2d(hidden, dim, 1, bias=bias)
 
+    #: Rows of context the 5×5 depthwise convolution reads above and below an output row.
+    halo = 2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the feed-forward network.
 
@@ -46,11 +49,50 @@ class GNFF(nn.Module):
             x: Feature map of shape ``(B, C, H, W)``.
 
         Returns:
-            Tensor of shape ``(B, C, H, W)``.
+            Tensor of shape ``(B, C, H, W)``, in the input's memory format
+            (``channels_last`` in, ``channels_last`` out; otherwise contiguous).
         """
         check_input("GNFF", x, self.dim)
-        a, b = self.fc1(x).chunk(2, dim=1)
-        return self.fc2(F.gelu(self.dw3(a)) * self.dw5(b))
+        y = self.forward_tokens(x.permute(0, 2, 3, 1))
+        return restore_format(y.permute(0, 3, 1, 2), x)
+
+    def forward_tokens(self, t: torch.Tensor, *, pad_top: int = 2, pad_bottom: int = 2) -> torch.Tensor:
+        """The network on a channels-last token map, optionally a band of rows of a larger map.
+
+        Runs in ``(B, H, W, C)`` layout: the 1×1 convolutions are matrix
+        products over the channel axis (``fc1`` as two products, one per half,
+        so each half is born contiguous) and the depthwise convolutions run on
+        ``channels_last`` memory, so no layout copy is made.
+
+        Args:
+            t: Tokens of shape ``(B, R, W, C)``.
+            pad_top: Zero rows the depthwise convolutions add above ``t`` (``2``
+                for a whole map, as their own padding would). A band of a larger
+                map passes ``2 − k`` when ``t`` starts with ``k`` context rows.
+            pad_bottom: The same below ``t``.
+
+        Returns:
+            Tensor of shape ``(B, R + pad_top + pad_bottom − 4, W, C)``.
+        """
+        h = self.hidden
+        w1 = self.fc1.weight.flatten(1)
+        b1 = (None, None) if self.fc1.bias is None else self.fc1.bias.split(h)
+        z = []
+        for part, (conv, bias) in enumerate(((self.dw3, b1[0]), (self.dw5, b1[1]))):
+            u = F.linear(t, w1[part * h : (part + 1) * h], bias).permute(0, 3, 1, 2)  # (B, E, R, W), channels_last
+            p = conv.padding[0]
+            # Rows this kernel needs beyond `u`: positive = zero-pad (a map edge),
+            # negative = surplus context rows to drop (the 3×3 needs one, not two).
+            top, bottom = p - (self.halo - pad_top), p - (self.halo - pad_bottom)
+            if top == p and bottom == p:  # a whole map: the convolution's own padding
+                u = F.conv2d(u, conv.weight, conv.bias, padding=p, groups=h)
+            else:
+                u = u[:, :, max(-top, 0) : u.shape[2] - max(-bottom, 0)]
+                if top > 0 or bottom > 0:
+                    u = F.pad(u, (0, 0, max(top, 0), max(bottom, 0)))
+                u = F.conv2d(u, conv.weight, conv.bias, padding=(0, p), groups=h)
+            z.append(u.permute(0, 2, 3, 1))
+        return F.linear(F.gelu(z[0]) * z[1], self.fc2.weight.flatten(1), self.fc2.bias)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, expansion={self.expansion}, hidden={self.hidden}"

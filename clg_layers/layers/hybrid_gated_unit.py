@@ -105,12 +105,22 @@ class HybridGatedUnit(nn.Module):
                     f"features[{i}] has {f.shape[0]}"
                 )
         size = (features[0].shape[-2], features[0].shape[-1])
-        p = torch.stack([_resize(f, size, proj) for f, proj in zip(features, self.proj)], dim=1)
-        s = p.sum(dim=1)  # (B, out, H, W)
+        p = [_resize(f, size, proj) for f, proj in zip(features, self.proj)]
+        # Sums over the list rather than over a stacked (B, n, out, H, W) tensor:
+        # no n-times-larger temporaries (at full resolution those are the
+        # largest tensors of the network, and a strided reduction over them is
+        # slow for channels_last maps). The in-place updates act on fresh
+        # tensors that autograd has not saved, so they are safe in training.
+        s = p[0] + p[1]
+        for pi in p[2:]:
+            s.add_(pi)  # (B, out, H, W)
         logits = self.select(s.mean((2, 3), keepdim=True))  # (B, n·out, 1, 1)
-        a = torch.softmax(logits.reshape(batch, len(self.in_dims), self.out_dim, 1, 1), dim=1)
+        a = torch.softmax(logits.reshape(batch, len(self.in_dims), self.out_dim, 1, 1), dim=1).unbind(1)
+        fused = p[0] * a[0]
+        for pi, ai in zip(p[1:], a[1:]):
+            fused.addcmul_(pi, ai)
         m = torch.sigmoid(self.spatial_gate(s))
-        return torch.lerp(p[:, 0], (a * p).sum(dim=1), m)
+        return torch.lerp(p[0], fused, m)
 
     def extra_repr(self) -> str:
         return f"in_dims={list(self.in_dims)}, out_dim={self.out_dim}"

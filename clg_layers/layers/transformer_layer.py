@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from timm.layers import DropPath, LayerNorm2d, LayerScale2d
 from torch import nn
 
-from ._checks import check_input, check_positive_float
+from ._checks import check_input, check_positive_float, restore_format
 from .dbpa import DBPA
 from .gnff import GNFF
 
@@ -20,6 +21,20 @@ class TransformerLayer(nn.Module):
     ``x ← x + DropPath(γ₂ ⊙ GNFF(LN(x)))``. ``LN`` normalises over channels at
     every pixel (timm's ``LayerNorm2d``); ``γ₁, γ₂`` are per-channel scales
     that start at zero, so a fresh layer is the identity.
+
+    The layer computes in channels-last token layout ``(B, H, W, C)``, where the
+    channel LayerNorm needs no permute copies and the 1×1 convolutions are
+    plain matrix products. A ``channels_last`` input is used as it is and the
+    output is ``channels_last`` too; a contiguous ``(B, C, H, W)`` input costs
+    one layout copy in and one out (so whole networks are best run
+    ``channels_last``, as :class:`~clg_layers.CLGINet` does).
+
+    In inference (autograd off) on a large map, the feed-forward branch runs
+    over bands of rows (each with the two rows of context its 5×5 depthwise
+    kernel needs), so its ``2·E``-channel hidden map never exists at full size:
+    the temporaries stay a few MiB, which saves the page faults of fresh
+    large allocations and bounds peak memory. The result is the same function;
+    :attr:`band_bytes` sets the band size (``0`` turns banding off).
 
     Args:
         dim: Number of channels ``C``.
@@ -35,6 +50,10 @@ class TransformerLayer(nn.Module):
         - Input: ``(B, C, H, W)``
         - Output: ``(B, C, H, W)``
     """
+
+    #: Target size in bytes of the feed-forward hidden map of one band in
+    #: inference (see the class docstring); ``0`` disables banding.
+    band_bytes: int = 8 * 2**20
 
     def __init__(
         self,
@@ -75,14 +94,63 @@ class TransformerLayer(nn.Module):
             x: Feature map of shape ``(B, C, H, W)``.
 
         Returns:
-            Tensor of shape ``(B, C, H, W)``.
+            Tensor of shape ``(B, C, H, W)``, in the input's memory format
+            (``channels_last`` in, ``channels_last`` out; otherwise contiguous).
         """
         check_input("TransformerLayer", x, self.dim)
-        x = self._residual(x, self.attn(self.norm1(x)), self.scale1)
-        return self._residual(x, self.ffn(self.norm2(x)), self.scale2)
+        t = x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C); free for channels_last input
+        t = self._residual(t, self.attn.forward_tokens(self._norm(t, self.norm1)), self.scale1)
+        rows = self._band_rows(t)
+        if rows >= t.shape[1]:
+            t = self._residual(t, self.ffn.forward_tokens(self._norm(t, self.norm2)), self.scale2)
+        else:
+            t = self._banded_ffn(t, rows)
+        return restore_format(t.permute(0, 3, 1, 2), x)
 
-    def _residual(self, x: torch.Tensor, y: torch.Tensor, scale: LayerScale2d) -> torch.Tensor:
-        """``x + DropPath(γ ⊙ y)``; without drop path, one fused ``addcmul`` pass."""
+    @staticmethod
+    def _norm(t: torch.Tensor, norm: LayerNorm2d) -> torch.Tensor:
+        """timm's ``LayerNorm2d`` (its parameters) applied to tokens ``(B, H, W, C)`` directly."""
+        return F.layer_norm(t, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
+    def _residual(self, t: torch.Tensor, y: torch.Tensor, scale: LayerScale2d) -> torch.Tensor:
+        """``t + DropPath(γ ⊙ y)`` on tokens; without drop path, one fused ``addcmul`` pass."""
         if isinstance(self.drop_path, nn.Identity):
-            return torch.addcmul(x, y, scale.gamma.view(1, -1, 1, 1))
-        return x + self.drop_path(scale(y))
+            return torch.addcmul(t, y, scale.gamma)
+        return t + self.drop_path(y * scale.gamma)
+
+    def _band_rows(self, t: torch.Tensor) -> int:
+        """Rows per feed-forward band, or ``H`` (one band: the plain path).
+
+        Banding is an eager inference optimisation: off while autograd records
+        (the plain path keeps the backward simple), under ``torch.compile`` /
+        ``torch.export`` / tracing (the compilers fuse on their own and need no
+        size-dependent Python loop), while drop path is active (one mask per
+        sample, not per band), and when the map is small.
+        """
+        b, h, w, _ = t.shape
+        if (
+            self.band_bytes <= 0
+            or torch.is_grad_enabled()
+            or torch.compiler.is_compiling()
+            or torch.jit.is_tracing()
+            or not isinstance(h, int)
+            or (self.training and not isinstance(self.drop_path, nn.Identity))
+        ):
+            return h
+        row_bytes = b * w * 2 * self.ffn.hidden * t.element_size()
+        rows = max(self.band_bytes // row_bytes, 8)
+        return h if 2 * rows > h else rows
+
+    def _banded_ffn(self, t: torch.Tensor, rows: int) -> torch.Tensor:
+        """``t + γ₂ ⊙ GNFF(LN(t))`` computed ``rows`` rows at a time (see the class docstring)."""
+        h = t.shape[1]
+        halo = self.ffn.halo
+        parts = []
+        for r0 in range(0, h, rows):
+            r1 = min(r0 + rows, h)
+            lo, hi = max(r0 - halo, 0), min(r1 + halo, h)
+            y = self.ffn.forward_tokens(
+                self._norm(t[:, lo:hi], self.norm2), pad_top=halo - (r0 - lo), pad_bottom=halo - (hi - r1)
+            )
+            parts.append(torch.addcmul(t[:, r0:r1], y, self.scale2.gamma))
+        return torch.cat(parts, dim=1)

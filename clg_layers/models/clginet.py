@@ -11,7 +11,14 @@ from timm.models import checkpoint_seq
 from torch import nn
 
 from ..layers import COUPLING_MODES, CouplingBlock, HybridGatedUnit
-from ..layers._checks import check_bool, check_choice, check_input, check_int, check_positive_float
+from ..layers._checks import (
+    check_bool,
+    check_choice,
+    check_input,
+    check_int,
+    check_positive_float,
+    restore_format,
+)
 from ..layers.dbpa import _known_zero
 from .registry import register_model
 
@@ -238,7 +245,10 @@ class CLGINet(nn.Module):
             mode = "reflect" if pad_h < h and pad_w < w else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
-        f = self.embed(x)
+        # The network runs in channels_last memory: the Transformer layers work
+        # in (B, H, W, C) token layout, which is then a free view instead of two
+        # layout copies per layer, and oneDNN's convolutions take it natively.
+        f = self.embed(x.contiguous(memory_format=torch.channels_last))
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
             f = self._run(encoder, f)
@@ -252,7 +262,8 @@ class CLGINet(nn.Module):
 
         if padded:
             out = out[:, :, :h, :w]
-        return inp + out if self.global_residual else out
+        out = inp + out if self.global_residual else out
+        return restore_format(out, inp)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.items())
