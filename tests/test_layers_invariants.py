@@ -121,8 +121,8 @@ def test_dbpa_channel_heads_do_not_mix() -> None:
     """Channel attention never mixes channels of different heads: changing head 1's v leaves
     head 0's output untouched (the off-block entries of the C×C map are exactly 0)."""
     m = _randomised(cl.DBPA(8, num_heads=2, spatial=False).double())
-    qkv = torch.randn(1, 4, 5, 24, dtype=torch.float64)
-    attn = m._channel_attention(qkv)[0]
+    q, k = torch.randn(2, 1, 4, 5, 8, dtype=torch.float64).unbind(0)
+    attn = m._channel_attention(q, k)[0]
     assert torch.equal(attn[:4, 4:], torch.zeros(4, 4, dtype=torch.float64))
     assert torch.equal(attn[4:, :4], torch.zeros(4, 4, dtype=torch.float64))
     torch.testing.assert_close(attn.sum(-1), torch.ones(8, dtype=torch.float64))

@@ -127,11 +127,11 @@ class DBPA(nn.Module):
         """The attention on a channels-last token map.
 
         Everything runs in ``(B, H, W, C)`` layout: the 1×1 convolutions are
-        single matrix products over the channel axis, the depthwise convolution
-        runs on ``channels_last`` memory, the window partition is one copy, and
-        the channel branch and the gate are folded into one batched matrix
-        product (see :meth:`_channel_attention`), so the only full-size
-        temporaries are ``qkv``, the windows and the two branch outputs.
+        matrix products over the channel axis, the depthwise convolutions run on
+        ``channels_last`` memory, the window partition is one copy per tensor,
+        and the channel branch and the gate are folded into one batched matrix
+        product (see :meth:`_channel_attention`). Every temporary is at most
+        the size of the input.
 
         Args:
             t: Tokens of shape ``(B, H, W, C)``.
@@ -140,30 +140,46 @@ class DBPA(nn.Module):
             Tensor of shape ``(B, H, W, C)`` (contiguous).
         """
         b, h, w, c = t.shape
-        qkv = F.linear(t, self.qkv.weight.flatten(1), self.qkv.bias).permute(0, 3, 1, 2)
-        qkv = F.conv2d(qkv, self.qkv_dw.weight, self.qkv_dw.bias, padding=self.kernel_size // 2, groups=3 * c)
-        qkv = qkv.permute(0, 2, 3, 1).contiguous()  # (B, H, W, 3C); already laid out so on CPU
+        # q, k and v are computed as three C-channel maps rather than one 3C map
+        # (same weights, same MACs): no temporary is larger than the input, which
+        # keeps large maps under glibc's mmap threshold (fresh mappings page-fault).
+        w_qkv = self.qkv.weight.flatten(1).split(c)
+        b_qkv = (None,) * 3 if self.qkv.bias is None else self.qkv.bias.split(c)
+        w_dw = self.qkv_dw.weight.split(c)
+        b_dw = (None,) * 3 if self.qkv_dw.bias is None else self.qkv_dw.bias.split(c)
+        q, k, v = (
+            F.conv2d(
+                F.linear(t, w_qkv[i], b_qkv[i]).permute(0, 3, 1, 2),
+                w_dw[i],
+                b_dw[i],
+                padding=self.kernel_size // 2,
+                groups=c,
+            )
+            .permute(0, 2, 3, 1)
+            .contiguous()  # (B, H, W, C); already laid out so on CPU
+            for i in range(3)
+        )
         if self.spatial:
-            s = self._spatial(qkv)
+            s = self._spatial(q, k, v)
         if self.channel:
-            v = qkv.view(b, h * w, 3 * c)[..., 2 * c :]  # (B, HW, C), a strided view
-            attn = self._channel_attention(qkv).to(v.dtype)  # (B, C_out, C_in)
+            v_flat = v.view(b, h * w, c)
+            attn = self._channel_attention(q, k).to(v.dtype)  # (B, C_out, C_in)
         if self.spatial and self.channel:
             g = torch.sigmoid(self.gate(t.mean((1, 2))[:, :, None, None])).view(b, 1, c).to(s.dtype)
             # g·s + (1 − g)·(v @ attnᵀ), with (1 − g) folded into the C×C matrix:
             # one GEMM that writes the mixed result, no channel-branch temporary.
             mix = (attn * (1 - g).transpose(1, 2)).transpose(1, 2)  # (B, C_in, C_out)
-            y = torch.baddbmm((s * g.view(b, 1, 1, c)).view(b, h * w, c), v, mix)
+            y = torch.baddbmm((s * g.view(b, 1, 1, c)).view(b, h * w, c), v_flat, mix)
         elif self.spatial:
             y = s
         else:
-            y = torch.bmm(v, attn.transpose(1, 2))
+            y = torch.bmm(v_flat, attn.transpose(1, 2))
         return F.linear(y.reshape(b, h, w, c), self.proj.weight.flatten(1), self.proj.bias)
 
-    def _spatial(self, qkv: torch.Tensor) -> torch.Tensor:
-        """Window self-attention; tokens ``(B, H, W, 3C) -> (B, H, W, C)``."""
-        b, h, w, c3 = qkv.shape
-        c, heads, ws = c3 // 3, self.num_heads, self.window_size
+    def _spatial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Window self-attention; tokens ``3 × (B, H, W, C) -> (B, H, W, C)``."""
+        b, h, w, c = q.shape
+        heads, ws = self.num_heads, self.window_size
         d = c // heads
         # Windows per side, rounded up. Sizes written as `n · ws` (rather than
         # `h + (-h) % ws`) keep symbolic shapes simple enough for torch.export
@@ -180,18 +196,20 @@ class DBPA(nn.Module):
         # kernel, so such graphs use the memory-efficient one).
         padded = not (_known_zero(pad_h) and _known_zero(pad_w))
         if padded:
-            qkv = F.pad(qkv, (0, 0, 0, pad_w, 0, pad_h), value=self.pad_value)
+            q, k, v = (F.pad(z, (0, 0, 0, pad_w, 0, pad_h), value=self.pad_value) for z in (q, k, v))
         # Plain reshape/permute rather than einops so torch.export and ONNX see
-        # only core aten ops: (B, nh·ws, nw·ws, 3·heads·d) -> (3, B·nh·nw, heads, ws², d)
-        t = qkv.reshape(b, nh, ws, nw, ws, 3, heads, d).permute(5, 0, 1, 3, 6, 2, 4, 7)
-        q, k, v = t.reshape(3, b * nh * nw, heads, ws * ws, d).unbind(0)
+        # only core aten ops: (B, nh·ws, nw·ws, heads·d) -> (B·nh·nw, heads, ws², d)
+        q, k, v = (
+            z.reshape(b, nh, ws, nw, ws, heads, d).permute(0, 1, 3, 5, 2, 4, 6).reshape(b * nh * nw, heads, ws * ws, d)
+            for z in (q, k, v)
+        )
         mask = None
         if padded:
             # Built directly in window order from fresh (contiguous) tensors, so
             # no reshape of a permuted or expanded view: that keeps symbolic
             # shapes free of stride guards under torch.export.
-            rows = torch.arange(hp, device=qkv.device).reshape(nh, 1, ws, 1) < h
-            cols = torch.arange(wp, device=qkv.device).reshape(1, nw, 1, ws) < w
+            rows = torch.arange(hp, device=q.device).reshape(nh, 1, ws, 1) < h
+            cols = torch.arange(wp, device=q.device).reshape(1, nw, 1, ws) < w
             valid = (rows & cols).reshape(nh * nw, ws * ws)  # (nW, ws²), window-major
             # (B·nW, 1, 1, ws²): True where a key is a real pixel.
             mask = valid.repeat(b, 1)[:, None, None, :]
@@ -201,7 +219,7 @@ class DBPA(nn.Module):
             o = o[:, :h, :w]
         return o
 
-    def _channel_attention(self, qkv: torch.Tensor) -> torch.Tensor:
+    def _channel_attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         r"""The transposed-attention map of every head, as one block-diagonal ``C×C`` matrix.
 
         Computes ``softmax(τ · \hat{q} \hat{k}^T)`` per head without
@@ -217,24 +235,23 @@ class DBPA(nn.Module):
         squares over a large image overflows float16.
 
         Args:
-            qkv: Tokens of shape ``(B, H, W, 3C)``.
+            q: Query tokens of shape ``(B, H, W, C)``.
+            k: Key tokens of shape ``(B, H, W, C)``.
 
         Returns:
             Tensor of shape ``(B, C, C)`` (output channel, input channel), float32
             (float64 for a float64 input).
         """
-        b, h, w, c3 = qkv.shape
-        c = c3 // 3
+        b, h, w, c = q.shape
         d = c // self.num_heads
-        flat = qkv.reshape(b, h * w, c3)
-        acc = torch.promote_types(qkv.dtype, torch.float32)  # float32, or float64 if given
-        device = qkv.device.type
+        acc = torch.promote_types(q.dtype, torch.float32)  # float32, or float64 if given
+        device = q.device.type
         no_autocast = (
             torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()
         )
         with no_autocast:
-            q = flat[..., :c].to(acc)
-            k = flat[..., c : 2 * c].to(acc)
+            q = q.reshape(b, h * w, c).to(acc)
+            k = k.reshape(b, h * w, c).to(acc)
             gram = torch.bmm(q.transpose(1, 2), k)  # (B, C, C)
             q_norm = torch.linalg.vector_norm(q, dim=1).clamp_min(1e-12)  # (B, C)
             k_norm = torch.linalg.vector_norm(k, dim=1).clamp_min(1e-12)
@@ -242,7 +259,7 @@ class DBPA(nn.Module):
             tau = self.temperature.to(acc).reshape(heads, 1).expand(heads, d).reshape(1, c, 1)
             logits = gram / (q_norm[:, :, None] * k_norm[:, None, :]) * tau
             if self.num_heads > 1:
-                head = torch.arange(c, device=qkv.device) // d
+                head = torch.arange(c, device=q.device) // d
                 logits = logits.masked_fill(head[:, None] != head[None, :], float("-inf"))
             return torch.softmax(logits, dim=-1)
 
