@@ -46,8 +46,18 @@ def _conv_macs(model: nn.Module, x: torch.Tensor) -> int:
         weights = [a.qkv, a.qkv_dw, a.proj, f.fc1, f.dw3, f.dw5, f.fc2]
         total += b * h * w * sum(conv.weight.numel() for conv in weights)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    # The coupling convolution runs as two matrix products on channels_last maps: count it
+    # from the block's input size too, and keep it out of the module hooks.
+    def block_hook(block: cl.CouplingBlock, inp: tuple) -> None:
+        nonlocal total
+        b, _, h, w = inp[0].shape
+        total += b * h * w * block.fuse.weight.numel()
+
+    fuses = {id(m.fuse) for m in model.modules() if isinstance(m, cl.CouplingBlock)}
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and id(m) not in fuses]
+    handles = [m.register_forward_hook(hook) for m in convs]
     handles += [m.register_forward_pre_hook(layer_hook) for m in model.modules() if isinstance(m, cl.TransformerLayer)]
+    handles += [m.register_forward_pre_hook(block_hook) for m in model.modules() if isinstance(m, cl.CouplingBlock)]
     with torch.no_grad():
         model(x)
     for h in handles:

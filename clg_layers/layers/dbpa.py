@@ -139,33 +139,87 @@ class DBPA(nn.Module):
         Returns:
             Tensor of shape ``(B, H, W, C)`` (contiguous).
         """
-        b, h, w, c = t.shape
-        # q, k and v are computed as three C-channel maps rather than one 3C map
-        # (same weights, same MACs): no temporary is larger than the input, which
-        # keeps large maps under glibc's mmap threshold (fresh mappings page-fault).
+        q, k, v = self.qkv_tokens(t)
+        attn = self._channel_attention(q, k) if self.channel else None
+        g = self.gate_tokens(t.mean((1, 2))) if self.spatial and self.channel else None
+        return self.attend_tokens(q, k, v, attn, g)
+
+    def qkv_tokens(
+        self, t: torch.Tensor, *, pad_top: int | None = None, pad_bottom: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``q, k, v = DWConv_k(Conv1×1(t))`` as three C-channel token maps.
+
+        Three C-channel maps rather than one 3C map (same weights, same MACs): no
+        temporary is larger than the input, which keeps large maps under glibc's
+        mmap threshold (fresh mappings page-fault).
+
+        Args:
+            t: Tokens of shape ``(B, R, W, C)``: a whole map, or a band of rows of
+                one with up to ``k // 2`` rows of context above and below.
+            pad_top: Zero rows the depthwise convolution adds above ``t``;
+                ``None`` (a whole map) means ``k // 2``. A band that starts with
+                ``j`` context rows passes ``k // 2 − j``.
+            pad_bottom: The same below ``t``.
+
+        Returns:
+            ``q, k, v``, each of shape ``(B, R + pad_top + pad_bottom − 2·(k // 2), W, C)``.
+        """
+        c = self.dim
+        p = self.kernel_size // 2
         w_qkv = self.qkv.weight.flatten(1).split(c)
         b_qkv = (None,) * 3 if self.qkv.bias is None else self.qkv.bias.split(c)
         w_dw = self.qkv_dw.weight.split(c)
         b_dw = (None,) * 3 if self.qkv_dw.bias is None else self.qkv_dw.bias.split(c)
-        q, k, v = (
-            F.conv2d(
-                F.linear(t, w_qkv[i], b_qkv[i]).permute(0, 3, 1, 2),
-                w_dw[i],
-                b_dw[i],
-                padding=self.kernel_size // 2,
-                groups=c,
-            )
-            .permute(0, 2, 3, 1)
-            .contiguous()  # (B, H, W, C); already laid out so on CPU
-            for i in range(3)
-        )
+        whole = pad_top is None and pad_bottom is None
+        out = []
+        for i in range(3):
+            u = F.linear(t, w_qkv[i], b_qkv[i]).permute(0, 3, 1, 2)  # (B, C, R, W) on channels_last memory
+            if whole:
+                u = F.conv2d(u, w_dw[i], b_dw[i], padding=p, groups=c)
+            else:
+                if pad_top or pad_bottom:
+                    u = F.pad(u, (0, 0, pad_top or 0, pad_bottom or 0))
+                u = F.conv2d(u, w_dw[i], b_dw[i], padding=(0, p), groups=c)
+            out.append(u.permute(0, 2, 3, 1).contiguous())  # (B, R', W, C); already laid out so on CPU
+        return out[0], out[1], out[2]
+
+    def gate_tokens(self, mean: torch.Tensor) -> torch.Tensor:
+        """The dynamic gate ``g = sigmoid(MLP(mean))`` from the per-channel mean of the input, ``(B, C) -> (B, 1, C)``."""
+        b, c = mean.shape
+        return torch.sigmoid(self.gate(mean[:, :, None, None])).view(b, 1, c)
+
+    def attend_tokens(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        attn: torch.Tensor | None,
+        g: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Both projections, their gated mix and the output projection, for whole rows of windows.
+
+        Args:
+            q, k, v: Tokens of shape ``(B, R, W, C)``: the whole map, or a band of
+                it whose first row is a multiple of ``window_size`` (windows are
+                aligned to the top-left corner, so a band holds whole windows; a
+                last, partial band is padded and masked like a whole map).
+            attn: The channel-attention map of the whole map, ``(B, C, C)``
+                (from :meth:`_channel_attention`), or ``None`` without the
+                channel branch.
+            g: The gate of the whole map, ``(B, 1, C)``, or ``None`` unless both
+                branches are on.
+
+        Returns:
+            Tensor of shape ``(B, R, W, C)``.
+        """
+        b, h, w, c = q.shape
+        if attn is not None:
+            v_flat = v.reshape(b, h * w, c)
+            attn = attn.to(v.dtype)  # (B, C_out, C_in)
         if self.spatial:
             s = self._spatial(q, k, v)
-        if self.channel:
-            v_flat = v.view(b, h * w, c)
-            attn = self._channel_attention(q, k).to(v.dtype)  # (B, C_out, C_in)
-        if self.spatial and self.channel:
-            g = torch.sigmoid(self.gate(t.mean((1, 2))[:, :, None, None])).view(b, 1, c).to(s.dtype)
+        if g is not None:
+            g = g.to(s.dtype)
             # g·s + (1 − g)·(v @ attnᵀ), with (1 − g) folded into the C×C matrix:
             # one GEMM that writes the mixed result, no channel-branch temporary.
             mix = (attn * (1 - g).transpose(1, 2)).transpose(1, 2)  # (B, C_in, C_out)

@@ -116,10 +116,20 @@ class HybridGatedUnit(nn.Module):
             s.add_(pi)  # (B, out, H, W)
         logits = self.select(s.mean((2, 3), keepdim=True))  # (B, n·out, 1, 1)
         a = torch.softmax(logits.reshape(batch, len(self.in_dims), self.out_dim, 1, 1), dim=1).unbind(1)
-        fused = p[0] * a[0]
-        for pi, ai in zip(p[1:], a[1:]):
+        # sigmoid_ in place on the convolution's output: the convolution's backward
+        # needs its input and weight, not its output.
+        m = self.spatial_gate(s).sigmoid_()
+        del s
+        # Σ a_i ⊙ p_i in the same order on both paths (bit-identical results).
+        # Without autograd the sum accumulates into p[1]'s buffer and the blend
+        # writes into it too, so the unit never holds more than n + 2 maps.
+        inference = not torch.is_grad_enabled()
+        fused = p[1].mul_(a[1]) if inference else p[1] * a[1]
+        for pi, ai in zip(p[2:], a[2:]):
             fused.addcmul_(pi, ai)
-        m = torch.sigmoid(self.spatial_gate(s))
+        fused.addcmul_(p[0], a[0])
+        if inference:
+            return torch.lerp(p[0], fused, m, out=fused)
         return torch.lerp(p[0], fused, m)
 
     def extra_repr(self) -> str:

@@ -29,12 +29,19 @@ class TransformerLayer(nn.Module):
     one layout copy in and one out (so whole networks are best run
     ``channels_last``, as :class:`~clg_layers.CLGINet` does).
 
-    In inference (autograd off) on a large map, the feed-forward branch runs
-    over bands of rows (each with the two rows of context its 5×5 depthwise
-    kernel needs), so its ``2·E``-channel hidden map never exists at full size:
-    the temporaries stay a few MiB, which saves the page faults of fresh
-    large allocations and bounds peak memory. The result is the same function;
-    :attr:`band_bytes` sets the band size (``0`` turns banding off).
+    In inference (autograd off) on a large map, both branches run over bands
+    of rows. The attention branch makes two passes: the first computes
+    ``q, k, v`` band by band (each band with the ``k // 2`` rows of context the
+    depthwise kernel needs) and accumulates the image-wide statistics (the
+    channel-attention map and the gate's mean); the second runs the window
+    attention, the mix, the projection and the residual band by band (bands of
+    whole windows). The feed-forward branch runs band by band with the two rows
+    of context its 5×5 kernel needs. Apart from ``q, k, v`` and the output, no
+    temporary is larger than a band of a few MiB, whatever the image size: that
+    saves the page faults of fresh large allocations (glibc maps every
+    allocation above 32 MiB afresh) and bounds peak memory. The result is the
+    same function; :attr:`band_bytes` sets the band size (``0`` turns banding
+    off).
 
     Args:
         dim: Number of channels ``C``.
@@ -99,8 +106,12 @@ class TransformerLayer(nn.Module):
         """
         check_input("TransformerLayer", x, self.dim)
         t = x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C); free for channels_last input
-        t = self._residual(t, self.attn.forward_tokens(self._norm(t, self.norm1)), self.scale1)
-        rows = self._band_rows(t)
+        rows = self._band_rows(t, 5 * self.dim, self.attn.window_size)
+        if rows >= t.shape[1]:
+            t = self._residual(t, self.attn.forward_tokens(self._norm(t, self.norm1)), self.scale1)
+        else:
+            t = self._banded_attention(t, rows)
+        rows = self._band_rows(t, 2 * self.ffn.hidden, 1)
         if rows >= t.shape[1]:
             t = self._residual(t, self.ffn.forward_tokens(self._norm(t, self.norm2)), self.scale2)
         else:
@@ -118,14 +129,17 @@ class TransformerLayer(nn.Module):
             return torch.addcmul(t, y, scale.gamma)
         return t + self.drop_path(y * scale.gamma)
 
-    def _band_rows(self, t: torch.Tensor) -> int:
-        """Rows per feed-forward band, or ``H`` (one band: the plain path).
+    def _band_rows(self, t: torch.Tensor, channels: int, multiple: int) -> int:
+        """Rows per band (a multiple of ``multiple``), or ``H`` for one band: the plain path.
 
-        Banding is an eager inference optimisation: off while autograd records
-        (the plain path keeps the backward simple), under ``torch.compile`` /
-        ``torch.export`` / tracing (the compilers fuse on their own and need no
-        size-dependent Python loop), while drop path is active (one mask per
-        sample, not per band), and when the map is small.
+        ``channels`` is the width of the band's temporaries, which
+        :attr:`band_bytes` bounds. Banding is an eager inference optimisation:
+        off while autograd records (the plain path keeps the backward simple),
+        under ``torch.compile`` / ``torch.export`` / tracing (the compilers fuse
+        on their own and need no size-dependent Python loop), on the ``meta``
+        device (so :func:`~clg_layers.count_macs` counts the plain function),
+        while drop path is active (one mask per sample, not per band), and
+        when the map is small.
         """
         b, h, w, _ = t.shape
         if (
@@ -133,13 +147,37 @@ class TransformerLayer(nn.Module):
             or torch.is_grad_enabled()
             or torch.compiler.is_compiling()
             or torch.jit.is_tracing()
+            or t.device.type == "meta"
             or not isinstance(h, int)
             or (self.training and not isinstance(self.drop_path, nn.Identity))
         ):
             return h
-        row_bytes = b * w * 2 * self.ffn.hidden * t.element_size()
-        rows = max(self.band_bytes // row_bytes, 8)
+        row_bytes = b * w * channels * t.element_size()
+        rows = max(self.band_bytes // row_bytes // multiple, -(-8 // multiple)) * multiple  # at least 8 rows
         return h if 2 * rows > h else rows
+
+    def _banded_attention(self, t: torch.Tensor, rows: int) -> torch.Tensor:
+        """``t + γ₁ ⊙ DBPA(LN(t))`` in two passes over bands of ``rows`` rows (see the class docstring)."""
+        a = self.attn
+        b, h, w, c = t.shape
+        halo = a.kernel_size // 2
+        q, k, v = (t.new_empty(b, h, w, c) for _ in range(3))
+        total = t.new_zeros(b, c, dtype=torch.promote_types(t.dtype, torch.float32))
+        for r0 in range(0, h, rows):
+            r1 = min(r0 + rows, h)
+            lo, hi = max(r0 - halo, 0), min(r1 + halo, h)
+            n = self._norm(t[:, lo:hi], self.norm1)
+            total += n[:, r0 - lo : r1 - lo].sum((1, 2), dtype=total.dtype)
+            for dst, src in zip((q, k, v), a.qkv_tokens(n, pad_top=halo - (r0 - lo), pad_bottom=halo - (hi - r1))):
+                dst[:, r0:r1] = src
+        attn = a._channel_attention(q, k) if a.channel else None
+        g = a.gate_tokens((total / (h * w)).to(t.dtype)) if a.spatial and a.channel else None
+        parts = []
+        for r0 in range(0, h, rows):
+            r1 = min(r0 + rows, h)
+            y = a.attend_tokens(q[:, r0:r1], k[:, r0:r1], v[:, r0:r1], attn, g)
+            parts.append(torch.addcmul(t[:, r0:r1], y, self.scale1.gamma))
+        return torch.cat(parts, dim=1)
 
     def _banded_ffn(self, t: torch.Tensor, rows: int) -> torch.Tensor:
         """``t + γ₂ ⊙ GNFF(LN(t))`` computed ``rows`` rows at a time (see the class docstring)."""

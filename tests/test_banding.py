@@ -1,0 +1,108 @@
+"""Banded inference and the channels_last coupling path compute the same function as the plain code."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import clg_layers as cl
+
+
+def _randomised(m: torch.nn.Module, std: float = 0.3) -> torch.nn.Module:
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, std)
+    return m.eval()
+
+
+BRANCHES = [(True, True), (True, False), (False, True)]
+
+
+@given(
+    b=st.integers(1, 2),
+    h=st.integers(1, 40),
+    w=st.integers(1, 13),
+    heads=st.sampled_from([1, 2]),
+    ws=st.integers(2, 8),
+    k=st.sampled_from([1, 3, 5, 7]),
+    branches=st.sampled_from(BRANCHES),
+)
+def test_banded_transformer_layer_matches_plain(
+    b: int, h: int, w: int, heads: int, ws: int, k: int, branches: tuple[bool, bool]
+) -> None:
+    spatial, channel = branches
+    m = _randomised(cl.TransformerLayer(8, num_heads=heads, window_size=ws, kernel_size=k, spatial=spatial, channel=channel))
+    x = torch.randn(b, 8, h, w)
+    with torch.no_grad():
+        m.band_bytes = 0
+        ref = m(x)
+        m.band_bytes = 1  # the smallest bands: 8 rows (rounded up to whole windows)
+        out = m(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("branches", BRANCHES)
+def test_banding_is_taken_and_exact_on_a_tall_map(monkeypatch: pytest.MonkeyPatch, branches: tuple[bool, bool]) -> None:
+    spatial, channel = branches
+    m = _randomised(cl.TransformerLayer(8, num_heads=2, window_size=4, spatial=spatial, channel=channel))
+    calls = {"attention": 0, "ffn": 0}
+    for name, key in (("_banded_attention", "attention"), ("_banded_ffn", "ffn")):
+        original = getattr(m, name)
+
+        def spy(*args: object, _original: object = original, _key: str = key) -> torch.Tensor:
+            calls[_key] += 1
+            return _original(*args)  # type: ignore[operator]
+
+        monkeypatch.setattr(m, name, spy)
+    x = torch.randn(1, 8, 53, 11)
+    with torch.no_grad():
+        m.band_bytes = 0
+        ref = m(x)
+        m.band_bytes = 1
+        out = m(x)
+    assert calls == {"attention": 1, "ffn": 1}
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_banding_stays_off_under_autograd_and_on_meta() -> None:
+    m = _randomised(cl.TransformerLayer(8))
+    m.band_bytes = 1
+    t = torch.randn(1, 64, 16, 8)
+    assert m._band_rows(t, 40, 8) == 64  # autograd records: the plain path
+    with torch.no_grad():
+        assert m._band_rows(t, 40, 8) == 8  # inference: bands of 8 rows
+        assert m._band_rows(t, 40, 3) == 9  # whole windows of 3 rows, at least 8 rows
+        assert m._band_rows(t.to("meta"), 40, 8) == 64  # count_macs counts the plain function
+        m.band_bytes = 0
+        assert m._band_rows(t, 40, 8) == 64
+
+
+def test_banded_network_matches_plain() -> None:
+    model = _randomised(cl.build("clginet-tiny"), std=0.05)  # non-zero branches, finite activations
+    x = torch.rand(1, 3, 72, 40)
+    with torch.no_grad():
+        ref = model(x)
+        for layer in model.modules():
+            if isinstance(layer, cl.TransformerLayer):
+                layer.band_bytes = 1
+        out = model(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_coupling_channels_last_path_matches_concat(grad: bool) -> None:
+    """The channels_last route (two accumulating GEMMs, no concatenation) equals cat + 1×1 conv,
+    in value and in gradient."""
+    m = _randomised(cl.CouplingBlock(8, num_heads=2)).train(grad)
+    x = torch.randn(2, 8, 9, 13)
+    xs = [x.clone().requires_grad_(grad), x.contiguous(memory_format=torch.channels_last).requires_grad_(grad)]
+    with torch.set_grad_enabled(grad):
+        outs = [m(z) for z in xs]
+    assert outs[1].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
+    if grad:
+        grads = [torch.autograd.grad(o.square().sum(), [z, m.fuse.weight]) for o, z in zip(outs, xs)]
+        for g1, g0 in zip(grads[1], grads[0]):
+            torch.testing.assert_close(g1, g0, rtol=1e-4, atol=1e-4)
