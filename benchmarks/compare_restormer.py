@@ -63,10 +63,10 @@ def _load_restormer(path: str) -> Any:
 
 
 def _build(which: str, args: argparse.Namespace) -> Any:
-    import clg_layers
-
     if which == "restormer":
         return _load_restormer(args.restormer_arch)()
+    import clg_layers  # only where needed: a Restormer RSS process must not carry our imports
+
     return clg_layers.build(args.model)
 
 
@@ -105,9 +105,10 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
             times: dict[str, list[float]] = {name: [] for name in names}
             for _ in range(args.repeats):
                 for name in names:
-                    times[name].append(_time(lambda: models[name](x)))
+                    times[name].append(_time(lambda m=models[name], x=x: m(x)))
             out["forward"][str(size)] = {name: statistics.median(t) for name, t in times.items()}
-            print(f"  {size}²: " + ", ".join(f"{n} {statistics.median(t):.3f} s" for n, t in times.items()), flush=True)
+            figures = ", ".join(f"{n} {statistics.median(t):.3f} s" for n, t in times.items())
+            print(f"  {size}²: {figures}", flush=True)
 
     x = torch.randn(2, 3, args.train_size, args.train_size)
     target = torch.randn_like(x)
@@ -132,9 +133,9 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _rss(args: argparse.Namespace, which: str, env: dict[str, str]) -> dict[str, float]:
+def _rss(args: argparse.Namespace, which: str, env: dict[str, str], argv: list[str]) -> dict[str, float]:
     """Peak RSS (GiB) of one forward in a fresh process, and the RSS after building the model."""
-    cmd = [sys.executable, __file__, "--rss-child", which, *sys.argv[1:]]
+    cmd = [sys.executable, __file__, "--rss-child", which, *argv]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -143,7 +144,7 @@ def _rss_child(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    model = _build(args.rss_child, args).eval()
+    model = _build(args.rss_child, args).eval()  # the process holds only what this network needs
     x = torch.randn(1, 3, args.rss_size, args.rss_size)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     with torch.inference_mode():
@@ -162,8 +163,10 @@ def _slope(forward: dict[str, dict[str, float]], name: str, sizes: list[int]) ->
 
 def _report(results: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
-        f"clg-layers `{args.model}` vs Restormer, CPU, {args.threads} threads, batch 1, fp32, "
-        f"median of {args.repeats} round-robin runs",
+        (
+            f"clg-layers `{args.model}` vs Restormer, CPU, {args.threads} threads, batch 1, fp32, "
+            f"median of {args.repeats} round-robin runs"
+        ),
         "",
         "| allocator | size | ours (s) | Restormer (s) | ratio | ours G MAC/s (utilisation) |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -178,21 +181,34 @@ def _report(results: dict[str, Any], args: argparse.Namespace) -> str:
                 f"| {alloc} | {size}² | {t['ours']:.3f} | {t['restormer']:.3f} | {t['ours'] / t['restormer']:.3f} "
                 f"| {rate:.1f} ({rate / r['peak_gmacs']:.2f}) |"
             )
-    lines += ["", "| allocator | matmul peak G MAC/s | our slope | Restormer slope | train step ours / Restormer (s) | ratio |",
-              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "",
+        "| allocator | matmul peak G MAC/s | our slope | Restormer slope | train step ours / Restormer (s) | ratio |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for alloc, r in results["runs"].items():
         ts = r["train_step"]
         lines.append(
-            f"| {alloc} | {r['peak_gmacs']:.1f} | {r['slope_ours']:.3f} ({min(args.slope_sizes)}²→{max(args.slope_sizes)}²) "
+            f"| {alloc} | {r['peak_gmacs']:.1f} "
+            f"| {r['slope_ours']:.3f} ({min(args.slope_sizes)}²→{max(args.slope_sizes)}²) "
             f"| {r['slope_restormer']:.3f} ({min(args.sizes)}²→{max(args.sizes)}²) "
             f"| {ts['ours']:.3f} / {ts['restormer']:.3f} | {ts['ours'] / ts['restormer']:.3f} |"
         )
     if results.get("rss"):
-        lines += ["", f"| allocator | peak RSS {args.rss_size}² fwd, ours (GiB) | Restormer (GiB) | ratio |", "| --- | --- | --- | --- |"]
+        lines += [
+            "",
+            (
+                f"| allocator | peak RSS {args.rss_size}² fwd, ours / Restormer (GiB) | ratio "
+                "| growth over the built model, ours / Restormer (GiB) | ratio |"
+            ),
+            "| --- | --- | --- | --- | --- |",
+        ]
         for alloc, r in results["rss"].items():
+            o, t = r["ours"], r["restormer"]
+            go, gt = o["peak_gib"] - o["after_build_gib"], t["peak_gib"] - t["after_build_gib"]
             lines.append(
-                f"| {alloc} | {r['ours']['peak_gib']:.2f} | {r['restormer']['peak_gib']:.2f} "
-                f"| {r['ours']['peak_gib'] / r['restormer']['peak_gib']:.3f} |"
+                f"| {alloc} | {o['peak_gib']:.2f} / {t['peak_gib']:.2f} | {o['peak_gib'] / t['peak_gib']:.3f} "
+                f"| {go:.2f} / {gt:.2f} | {go / gt:.3f} |"
             )
     return "\n".join(lines)
 
@@ -233,9 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     base_env = {k: v for k, v in os.environ.items() if k not in TUNED_MALLOC}
     envs = {"A": base_env, "B": {**base_env, **TUNED_MALLOC}}
+    raw = list(argv if argv is not None else sys.argv[1:])
     for alloc in args.allocators:
         print(f"allocator {alloc}:", flush=True)
-        cmd = [sys.executable, __file__, "--child", *(argv if argv is not None else sys.argv[1:])]
+        cmd = [sys.executable, __file__, "--child", *raw]
         proc = subprocess.run(cmd, env=envs[alloc], stdout=subprocess.PIPE, text=True, check=True)
         lines = proc.stdout.strip().splitlines()
         print("\n".join(lines[:-1]), flush=True)
@@ -244,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         run["slope_restormer"] = _slope(run["forward"], "restormer", args.sizes)
         results["runs"][alloc] = run
         if not args.no_rss:
-            results["rss"][alloc] = {which: _rss(args, which, envs[alloc]) for which in ("ours", "restormer")}
+            results["rss"][alloc] = {
+                which: _rss(args, which, envs[alloc], raw) for which in ("ours", "restormer")
+            }
     Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     print(_report(results, args))
     return 0

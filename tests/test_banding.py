@@ -33,7 +33,11 @@ def test_banded_transformer_layer_matches_plain(
     b: int, h: int, w: int, heads: int, ws: int, k: int, branches: tuple[bool, bool]
 ) -> None:
     spatial, channel = branches
-    m = _randomised(cl.TransformerLayer(8, num_heads=heads, window_size=ws, kernel_size=k, spatial=spatial, channel=channel))
+    m = _randomised(
+        cl.TransformerLayer(
+            8, num_heads=heads, window_size=ws, kernel_size=k, spatial=spatial, channel=channel
+        )
+    )
     x = torch.randn(b, 8, h, w)
     with torch.no_grad():
         m.band_bytes = 0
@@ -44,7 +48,9 @@ def test_banded_transformer_layer_matches_plain(
 
 
 @pytest.mark.parametrize("branches", BRANCHES)
-def test_banding_is_taken_and_exact_on_a_tall_map(monkeypatch: pytest.MonkeyPatch, branches: tuple[bool, bool]) -> None:
+def test_banding_is_taken_and_exact_on_a_tall_map(
+    monkeypatch: pytest.MonkeyPatch, branches: tuple[bool, bool]
+) -> None:
     spatial, channel = branches
     m = _randomised(cl.TransformerLayer(8, num_heads=2, window_size=4, spatial=spatial, channel=channel))
     calls = {"attention": 0, "ffn": 0}
@@ -97,7 +103,10 @@ def test_coupling_channels_last_path_matches_concat(grad: bool) -> None:
     in value and in gradient."""
     m = _randomised(cl.CouplingBlock(8, num_heads=2)).train(grad)
     x = torch.randn(2, 8, 9, 13)
-    xs = [x.clone().requires_grad_(grad), x.contiguous(memory_format=torch.channels_last).requires_grad_(grad)]
+    xs = [
+        x.clone().requires_grad_(grad),
+        x.contiguous(memory_format=torch.channels_last).requires_grad_(grad),
+    ]
     with torch.set_grad_enabled(grad):
         outs = [m(z) for z in xs]
     assert outs[1].is_contiguous(memory_format=torch.channels_last)
@@ -106,3 +115,25 @@ def test_coupling_channels_last_path_matches_concat(grad: bool) -> None:
         grads = [torch.autograd.grad(o.square().sum(), [z, m.fuse.weight]) for o, z in zip(outs, xs)]
         for g1, g0 in zip(grads[1], grads[0]):
             torch.testing.assert_close(g1, g0, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_hgu_lean_inference_path_is_bit_identical(n: int) -> None:
+    """The memory-lean inference path of the HGU (recompute instead of hold) changes nothing."""
+    dims = [8, 16, 32, 8][:n]
+    m = _randomised(cl.HybridGatedUnit(dims, 8), std=0.2)
+    feats = [
+        torch.randn(2, 8, 20, 18),
+        torch.randn(2, 16, 10, 9),
+        torch.randn(2, 32, 40, 36),
+        torch.randn(2, 8, 7, 5),
+    ][:n]
+    with torch.no_grad():
+        m.lean_bytes = 2**62
+        ref = m(feats)
+        m.lean_bytes = 0
+        assert m._lean(feats[0], 2, (20, 18))
+        out = m(feats)
+    assert torch.equal(out, ref)
+    with torch.enable_grad():
+        assert not m._lean(feats[0], 2, (20, 18))

@@ -66,9 +66,7 @@ def check_choice(owner: str, name: str, value: object, choices: tuple[str, ...])
 def check_divisible(owner: str, name: str, value: int, divisor_name: str, divisor: int) -> None:
     """Raise ``ValueError`` unless ``divisor`` divides ``value``."""
     if value % divisor != 0:
-        raise ValueError(
-            f"{owner}: `{name}` ({value}) must be divisible by `{divisor_name}` ({divisor})"
-        )
+        raise ValueError(f"{owner}: `{name}` ({value}) must be divisible by `{divisor_name}` ({divisor})")
 
 
 def check_input(owner: str, x: object, channels: int | None, *, name: str = "input") -> None:

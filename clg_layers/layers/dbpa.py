@@ -13,8 +13,10 @@ from ._checks import check_bool, check_divisible, check_input, check_int, restor
 try:
     from torch.fx.experimental.symbolic_shapes import statically_known_true as _statically_known_true
 except ImportError:  # pragma: no cover - old torch without it: an ordinary (guarding) test
+
     def _statically_known_true(x: object) -> bool:
         return bool(x)
+
 
 __all__ = ["DBPA"]
 
@@ -254,7 +256,9 @@ class DBPA(nn.Module):
         # Plain reshape/permute rather than einops so torch.export and ONNX see
         # only core aten ops: (B, nh·ws, nw·ws, heads·d) -> (B·nh·nw, heads, ws², d)
         q, k, v = (
-            z.reshape(b, nh, ws, nw, ws, heads, d).permute(0, 1, 3, 5, 2, 4, 6).reshape(b * nh * nw, heads, ws * ws, d)
+            z.reshape(b, nh, ws, nw, ws, heads, d)
+            .permute(0, 1, 3, 5, 2, 4, 6)
+            .reshape(b * nh * nw, heads, ws * ws, d)
             for z in (q, k, v)
         )
         mask = None
@@ -301,7 +305,9 @@ class DBPA(nn.Module):
         acc = torch.promote_types(q.dtype, torch.float32)  # float32, or float64 if given
         device = q.device.type
         no_autocast = (
-            torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device) else nullcontext()
+            torch.autocast(device, enabled=False)
+            if torch.amp.is_autocast_available(device)
+            else nullcontext()
         )
         with no_autocast:
             q = q.reshape(b, h * w, c).to(acc)

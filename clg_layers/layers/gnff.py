@@ -79,7 +79,9 @@ class GNFF(nn.Module):
         b1 = (None, None) if self.fc1.bias is None else self.fc1.bias.split(h)
         z = []
         for part, (conv, bias) in enumerate(((self.dw3, b1[0]), (self.dw5, b1[1]))):
-            u = F.linear(t, w1[part * h : (part + 1) * h], bias).permute(0, 3, 1, 2)  # (B, E, R, W), channels_last
+            u = F.linear(t, w1[part * h : (part + 1) * h], bias).permute(
+                0, 3, 1, 2
+            )  # (B, E, R, W), channels_last
             p = conv.padding[0]
             # Rows this kernel needs beyond `u`: positive = zero-pad (a map edge),
             # negative = surplus context rows to drop (the 3×3 needs one, not two).

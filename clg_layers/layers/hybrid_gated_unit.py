@@ -46,6 +46,12 @@ class HybridGatedUnit(nn.Module):
     ``out = m ⊙ Σ a_i ⊙ p_i + (1 − m) ⊙ p_0``: where the spatial gate closes,
     the first input (in CLG-INet, the decoder's own feature) passes through.
 
+    In inference (autograd off) on large maps, the unit trades a little compute
+    for memory: it accumulates ``s`` while computing each ``p_i``, then
+    computes the ``p_i`` again for the blend, so it holds about four output-size
+    maps instead of ``n + 2`` (bit-identical results). :attr:`lean_bytes` is
+    the size of one output map from which this applies (``0``: always).
+
     Args:
         in_dims: Channel count of each input, at least two.
         out_dim: Channels of the output.
@@ -56,6 +62,11 @@ class HybridGatedUnit(nn.Module):
         - Input: a sequence of ``len(in_dims)`` tensors, ``(B, in_dims[i], H_i, W_i)``
         - Output: ``(B, out_dim, H_0, W_0)``
     """
+
+    #: Size in bytes of one output map from which inference takes the
+    #: memory-lean path (see the class docstring); 32 MiB is where glibc starts
+    #: serving every allocation with a fresh mapping.
+    lean_bytes: int = 32 * 2**20
 
     def __init__(self, in_dims: Sequence[int], out_dim: int, *, reduction: int = 4) -> None:
         super().__init__()
@@ -73,7 +84,9 @@ class HybridGatedUnit(nn.Module):
         n = len(self.in_dims)
         self.proj = nn.ModuleList(nn.Conv2d(c, out_dim, 1) for c in self.in_dims)
         hidden = max(out_dim // reduction, 4)
-        self.select = nn.Sequential(nn.Conv2d(out_dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, n * out_dim, 1))
+        self.select = nn.Sequential(
+            nn.Conv2d(out_dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, n * out_dim, 1)
+        )
         self.spatial_gate = nn.Conv2d(out_dim, out_dim, 7, padding=3, groups=out_dim)
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -105,6 +118,8 @@ class HybridGatedUnit(nn.Module):
                     f"features[{i}] has {f.shape[0]}"
                 )
         size = (features[0].shape[-2], features[0].shape[-1])
+        if self._lean(features[0], batch, size):
+            return self._lean_forward(features, size, batch)
         p = [_resize(f, size, proj) for f, proj in zip(features, self.proj)]
         # Sums over the list rather than over a stacked (B, n, out, H, W) tensor:
         # no n-times-larger temporaries (at full resolution those are the
@@ -131,6 +146,40 @@ class HybridGatedUnit(nn.Module):
         if inference:
             return torch.lerp(p[0], fused, m, out=fused)
         return torch.lerp(p[0], fused, m)
+
+    def _lean(self, f0: torch.Tensor, batch: int, size: tuple[int, int]) -> bool:
+        """Whether to take the memory-lean inference path (eager, autograd off, large maps)."""
+        if (
+            torch.is_grad_enabled()
+            or torch.compiler.is_compiling()
+            or torch.jit.is_tracing()
+            or f0.device.type == "meta"
+            or not all(isinstance(n, int) for n in (batch, *size))
+        ):
+            return False
+        return batch * self.out_dim * size[0] * size[1] * f0.element_size() >= self.lean_bytes
+
+    def _lean_forward(
+        self, features: Sequence[torch.Tensor], size: tuple[int, int], batch: int
+    ) -> torch.Tensor:
+        """The same arithmetic as :meth:`forward`, in the same order, holding fewer maps at once."""
+
+        def maps(i: int) -> torch.Tensor:
+            return _resize(features[i], size, self.proj[i])
+
+        s = maps(0)
+        for i in range(1, len(features)):
+            s.add_(maps(i))
+        logits = self.select(s.mean((2, 3), keepdim=True))
+        a = torch.softmax(logits.reshape(batch, len(self.in_dims), self.out_dim, 1, 1), dim=1).unbind(1)
+        m = self.spatial_gate(s).sigmoid_()
+        del s
+        fused = maps(1).mul_(a[1])
+        for i in range(2, len(features)):
+            fused.addcmul_(maps(i), a[i])
+        p0 = maps(0)
+        fused.addcmul_(p0, a[0])
+        return torch.lerp(p0, fused, m, out=fused)
 
     def extra_repr(self) -> str:
         return f"in_dims={list(self.in_dims)}, out_dim={self.out_dim}"

@@ -168,7 +168,9 @@ class TransformerLayer(nn.Module):
             lo, hi = max(r0 - halo, 0), min(r1 + halo, h)
             n = self._norm(t[:, lo:hi], self.norm1)
             total += n[:, r0 - lo : r1 - lo].sum((1, 2), dtype=total.dtype)
-            for dst, src in zip((q, k, v), a.qkv_tokens(n, pad_top=halo - (r0 - lo), pad_bottom=halo - (hi - r1))):
+            for dst, src in zip(
+                (q, k, v), a.qkv_tokens(n, pad_top=halo - (r0 - lo), pad_bottom=halo - (hi - r1))
+            ):
                 dst[:, r0:r1] = src
         attn = a._channel_attention(q, k) if a.channel else None
         g = a.gate_tokens((total / (h * w)).to(t.dtype)) if a.spatial and a.channel else None
