@@ -18,6 +18,7 @@ __all__ = [
     "check_input",
     "check_int",
     "check_positive_float",
+    "eager_inference",
     "restore_format",
 ]
 
@@ -102,3 +103,17 @@ def restore_format(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         return y.contiguous(memory_format=torch.channels_last)
     return y.contiguous()
+
+
+def eager_inference() -> bool:
+    """Whether this is plain eager execution with autograd off.
+
+    The memory-saving inference paths (banding, in-place updates of fresh
+    buffers) run only then: autograd needs the plain ops, and under
+    ``torch.compile`` / ``torch.export`` / tracing the compiler plans buffers
+    itself and needs no size-dependent Python loops.
+    """
+    is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+    return not (
+        torch.is_grad_enabled() or torch.compiler.is_compiling() or is_exporting() or torch.jit.is_tracing()
+    )

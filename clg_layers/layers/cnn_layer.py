@@ -6,7 +6,7 @@ import torch
 from timm.layers import LayerScale2d
 from torch import nn
 
-from ._checks import check_divisible, check_input, check_int
+from ._checks import check_divisible, check_input, check_int, eager_inference
 from .channel_attention import ChannelAttention
 
 __all__ = ["CNNLayer"]
@@ -68,10 +68,21 @@ class CNNLayer(nn.Module):
             Tensor of shape ``(B, C, H, W)``.
         """
         check_input("CNNLayer", x, self.dim)
-        y = self.conv_b(self.act(self.conv_a(x)))
+        # Eager inference writes the GELU and the residual sum into the
+        # convolutions' own output buffers: two full-size maps per call instead
+        # of four (fresh large buffers cost page faults). With autograd on, or
+        # under a compiler (which plans buffers itself), the plain ops run.
+        inplace = eager_inference()
+        h = self.conv_a(x)
+        h = torch.ops.aten.gelu_(h, approximate=self.act.approximate) if inplace else self.act(h)
+        y = self.conv_b(h)
+        del h
         # x + γ ⊙ (y ⊙ CA-weights) as one fused pass over the map: the two
         # per-channel factors multiply first, on (B, C, 1, 1) tensors.
-        return torch.addcmul(x, y, self.attn.weights(y) * self.scale.gamma.view(1, -1, 1, 1))
+        weights = self.attn.weights(y) * self.scale.gamma.view(1, -1, 1, 1)
+        if inplace:
+            return torch.addcmul(x, y, weights, out=y)
+        return torch.addcmul(x, y, weights)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, kernel_size={self.kernel_size}, groups={self.groups}"

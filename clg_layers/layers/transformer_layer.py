@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, LayerNorm2d, LayerScale2d
 from torch import nn
 
-from ._checks import check_input, check_positive_float, restore_format
+from ._checks import check_input, check_positive_float, eager_inference, restore_format
 from .dbpa import DBPA
 from .gnff import GNFF
 
@@ -144,9 +144,7 @@ class TransformerLayer(nn.Module):
         b, h, w, _ = t.shape
         if (
             self.band_bytes <= 0
-            or torch.is_grad_enabled()
-            or torch.compiler.is_compiling()
-            or torch.jit.is_tracing()
+            or not eager_inference()
             or t.device.type == "meta"
             or not isinstance(h, int)
             or (self.training and not isinstance(self.drop_path, nn.Identity))
