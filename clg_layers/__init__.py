@@ -26,7 +26,7 @@ from .models import (
 )
 from .tiled import tiled_forward
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "BenchmarkReport",

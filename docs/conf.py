@@ -25,7 +25,7 @@ extensions = [
     "zoo_table",
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "diagrams"]
+exclude_patterns = ["_build", "diagrams", "*_table.rst"]  # generated tables, only ever included
 templates_path: list[str] = []
 
 autodoc_member_order = "bysource"
