@@ -137,3 +137,18 @@ def test_hgu_lean_inference_path_is_bit_identical(n: int) -> None:
     assert torch.equal(out, ref)
     with torch.enable_grad():
         assert not m._lean(feats[0], 2, (20, 18))
+
+
+@pytest.mark.parametrize("name", ["CNNLayer", "TransformerLayer", "CouplingBlock"])
+def test_inference_paths_keep_the_residual_stream_in_float32_under_autocast(name: str) -> None:
+    """The in-place inference paths must not write a float32 residual sum into a bf16 buffer."""
+    m = _randomised(getattr(cl, name)(8), std=0.1)
+    if isinstance(m, cl.TransformerLayer):
+        m.band_bytes = 1
+    x = torch.randn(1, 8, 40, 12)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y_inference = m(x)
+    with torch.enable_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y_autograd = m(x)
+    assert y_inference.dtype == y_autograd.dtype == torch.float32
+    torch.testing.assert_close(y_inference, y_autograd.detach(), rtol=0.05, atol=0.05)

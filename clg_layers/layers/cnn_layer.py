@@ -80,7 +80,9 @@ class CNNLayer(nn.Module):
         # x + γ ⊙ (y ⊙ CA-weights) as one fused pass over the map: the two
         # per-channel factors multiply first, on (B, C, 1, 1) tensors.
         weights = self.attn.weights(y) * self.scale.gamma.view(1, -1, 1, 1)
-        if inplace:
+        if inplace and y.dtype == torch.promote_types(torch.result_type(x, y), weights.dtype):
+            # Not under autocast, where y is half precision and x is not: writing the
+            # sum into y would silently drop the residual stream to half precision.
             return torch.addcmul(x, y, weights, out=y)
         return torch.addcmul(x, y, weights)
 
