@@ -159,36 +159,38 @@ class TransformerLayer(nn.Module):
         a = self.attn
         b, h, w, c = t.shape
         halo = a.kernel_size // 2
-        q, k, v = (t.new_empty(b, h, w, c) for _ in range(3))
+        qkv: list[torch.Tensor] = []  # allocated at the first band, in the dtype the layer computes in
         total = t.new_zeros(b, c, dtype=torch.promote_types(t.dtype, torch.float32))
         for r0 in range(0, h, rows):
             r1 = min(r0 + rows, h)
             lo, hi = max(r0 - halo, 0), min(r1 + halo, h)
             n = self._norm(t[:, lo:hi], self.norm1)
             total += n[:, r0 - lo : r1 - lo].sum((1, 2), dtype=total.dtype)
-            for dst, src in zip(
-                (q, k, v), a.qkv_tokens(n, pad_top=halo - (r0 - lo), pad_bottom=halo - (hi - r1))
-            ):
+            bands = a.qkv_tokens(n, pad_top=halo - (r0 - lo), pad_bottom=halo - (hi - r1))
+            if not qkv:
+                qkv = [band.new_empty(b, h, w, c) for band in bands]
+            for dst, src in zip(qkv, bands):
                 dst[:, r0:r1] = src
+        q, k, v = qkv
         attn = a._channel_attention(q, k) if a.channel else None
         g = a.gate_tokens((total / (h * w)).to(t.dtype)) if a.spatial and a.channel else None
-        parts = []
+        out = torch.empty_like(t)  # each band is written into it: the output exists once
         for r0 in range(0, h, rows):
             r1 = min(r0 + rows, h)
             y = a.attend_tokens(q[:, r0:r1], k[:, r0:r1], v[:, r0:r1], attn, g)
-            parts.append(torch.addcmul(t[:, r0:r1], y, self.scale1.gamma))
-        return torch.cat(parts, dim=1)
+            torch.addcmul(t[:, r0:r1], y, self.scale1.gamma, out=out[:, r0:r1])
+        return out
 
     def _banded_ffn(self, t: torch.Tensor, rows: int) -> torch.Tensor:
         """``t + γ₂ ⊙ GNFF(LN(t))`` computed ``rows`` rows at a time (see the class docstring)."""
         h = t.shape[1]
         halo = self.ffn.halo
-        parts = []
+        out = torch.empty_like(t)  # each band is written into it: the output exists once
         for r0 in range(0, h, rows):
             r1 = min(r0 + rows, h)
             lo, hi = max(r0 - halo, 0), min(r1 + halo, h)
             y = self.ffn.forward_tokens(
                 self._norm(t[:, lo:hi], self.norm2), pad_top=halo - (r0 - lo), pad_bottom=halo - (hi - r1)
             )
-            parts.append(torch.addcmul(t[:, r0:r1], y, self.scale2.gamma))
-        return torch.cat(parts, dim=1)
+            torch.addcmul(t[:, r0:r1], y, self.scale2.gamma, out=out[:, r0:r1])
+        return out
