@@ -120,33 +120,38 @@ class HybridGatedUnit(nn.Module):
                 )
         size = (features[0].shape[-2], features[0].shape[-1])
         if self._lean(features[0], batch, size):
-            return self._lean_forward(features, size, batch)
-        p = [_resize(f, size, proj) for f, proj in zip(features, self.proj)]
+            # Memory-lean: compute each projection when it is needed (twice in all).
+            def p(i: int) -> torch.Tensor:
+                return _resize(features[i], size, self.proj[i])
+        else:
+            p = [_resize(f, size, proj) for f, proj in zip(features, self.proj)].__getitem__
+        n = len(features)
         # Sums over the list rather than over a stacked (B, n, out, H, W) tensor:
         # no n-times-larger temporaries (at full resolution those are the
         # largest tensors of the network, and a strided reduction over them is
         # slow for channels_last maps). The in-place updates act on fresh
         # tensors that autograd has not saved, so they are safe in training.
-        s = p[0] + p[1]
-        for pi in p[2:]:
-            s.add_(pi)  # (B, out, H, W)
+        s = p(0) + p(1)
+        for i in range(2, n):
+            s.add_(p(i))  # (B, out, H, W)
         logits = self.select(s.mean((2, 3), keepdim=True))  # (B, n·out, 1, 1)
-        a = torch.softmax(logits.reshape(batch, len(self.in_dims), self.out_dim, 1, 1), dim=1).unbind(1)
+        a = torch.softmax(logits.reshape(batch, n, self.out_dim, 1, 1), dim=1).unbind(1)
         # sigmoid_ in place on the convolution's output: the convolution's backward
         # needs its input and weight, not its output.
         m = self.spatial_gate(s).sigmoid_()
         del s
-        # Σ a_i ⊙ p_i in the same order on both paths (bit-identical results).
-        # Without autograd the sum accumulates into p[1]'s buffer and the blend
+        # Σ a_i ⊙ p_i, always in this order (the lean path is bit-identical).
+        # Without autograd the sum accumulates into p_1's buffer and the blend
         # writes into it too, so the unit never holds more than n + 2 maps.
         inference = eager_inference()
-        fused = p[1].mul_(a[1]) if inference else p[1] * a[1]
-        for pi, ai in zip(p[2:], a[2:]):
-            fused.addcmul_(pi, ai)
-        fused.addcmul_(p[0], a[0])
+        fused = p(1).mul_(a[1]) if inference else p(1) * a[1]
+        for i in range(2, n):
+            fused.addcmul_(p(i), a[i])
+        p0 = p(0)
+        fused.addcmul_(p0, a[0])
         if inference:
-            return torch.lerp(p[0], fused, m, out=fused)
-        return torch.lerp(p[0], fused, m)
+            return torch.lerp(p0, fused, m, out=fused)
+        return torch.lerp(p0, fused, m)
 
     def _lean(self, f0: torch.Tensor, batch: int, size: tuple[int, int]) -> bool:
         """Whether to take the memory-lean inference path (eager, autograd off, large maps)."""
@@ -157,28 +162,6 @@ class HybridGatedUnit(nn.Module):
         ):
             return False
         return batch * self.out_dim * size[0] * size[1] * f0.element_size() >= self.lean_bytes
-
-    def _lean_forward(
-        self, features: Sequence[torch.Tensor], size: tuple[int, int], batch: int
-    ) -> torch.Tensor:
-        """The same arithmetic as :meth:`forward`, in the same order, holding fewer maps at once."""
-
-        def maps(i: int) -> torch.Tensor:
-            return _resize(features[i], size, self.proj[i])
-
-        s = maps(0)
-        for i in range(1, len(features)):
-            s.add_(maps(i))
-        logits = self.select(s.mean((2, 3), keepdim=True))
-        a = torch.softmax(logits.reshape(batch, len(self.in_dims), self.out_dim, 1, 1), dim=1).unbind(1)
-        m = self.spatial_gate(s).sigmoid_()
-        del s
-        fused = maps(1).mul_(a[1])
-        for i in range(2, len(features)):
-            fused.addcmul_(maps(i), a[i])
-        p0 = maps(0)
-        fused.addcmul_(p0, a[0])
-        return torch.lerp(p0, fused, m, out=fused)
 
     def extra_repr(self) -> str:
         return f"in_dims={list(self.in_dims)}, out_dim={self.out_dim}"
