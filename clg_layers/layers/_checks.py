@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "check_bool",
@@ -18,6 +19,7 @@ __all__ = [
     "check_input",
     "check_int",
     "check_positive_float",
+    "depthwise_rows",
     "eager_inference",
     "restore_format",
 ]
@@ -117,3 +119,34 @@ def eager_inference() -> bool:
     return not (
         torch.is_grad_enabled() or torch.compiler.is_compiling() or is_exporting() or torch.jit.is_tracing()
     )
+
+
+def depthwise_rows(
+    u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, top: int, bottom: int
+) -> torch.Tensor:
+    """A depthwise ``k×k`` convolution of a map or of a band of rows of one.
+
+    ``top`` / ``bottom`` are the rows the kernel needs beyond ``u`` above and
+    below: positive ones are zero-padded (a map edge), negative ones are
+    surplus context rows, dropped. ``top == bottom == k // 2`` is a whole map,
+    convolved with the convolution's own padding. Columns are always
+    zero-padded by ``k // 2``.
+
+    Args:
+        u: Feature map ``(B, C, R, W)``.
+        weight: Depthwise kernel ``(C, 1, k, k)``.
+        bias: ``(C,)`` or ``None``.
+        top: Rows needed above ``u`` (see above).
+        bottom: Rows needed below ``u``.
+
+    Returns:
+        Tensor of shape ``(B, C, R + top + bottom − 2·(k // 2), W)``.
+    """
+    p = weight.shape[-1] // 2
+    groups = weight.shape[0]
+    if top == p and bottom == p:
+        return F.conv2d(u, weight, bias, padding=p, groups=groups)
+    u = u[:, :, max(-top, 0) : u.shape[2] - max(-bottom, 0)]
+    if top > 0 or bottom > 0:
+        u = F.pad(u, (0, 0, max(top, 0), max(bottom, 0)))
+    return F.conv2d(u, weight, bias, padding=(0, p), groups=groups)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_bool, check_divisible, check_input, check_int, restore_format
+from ._checks import check_bool, check_divisible, check_input, check_int, depthwise_rows, restore_format
 
 try:
     from torch.fx.experimental.symbolic_shapes import statically_known_true as _statically_known_true
@@ -172,16 +172,11 @@ class DBPA(nn.Module):
         b_qkv = (None,) * 3 if self.qkv.bias is None else self.qkv.bias.split(c)
         w_dw = self.qkv_dw.weight.split(c)
         b_dw = (None,) * 3 if self.qkv_dw.bias is None else self.qkv_dw.bias.split(c)
-        whole = pad_top is None and pad_bottom is None
+        top, bottom = p if pad_top is None else pad_top, p if pad_bottom is None else pad_bottom
         out = []
         for i in range(3):
             u = F.linear(t, w_qkv[i], b_qkv[i]).permute(0, 3, 1, 2)  # (B, C, R, W) on channels_last memory
-            if whole:
-                u = F.conv2d(u, w_dw[i], b_dw[i], padding=p, groups=c)
-            else:
-                if pad_top or pad_bottom:
-                    u = F.pad(u, (0, 0, pad_top or 0, pad_bottom or 0))
-                u = F.conv2d(u, w_dw[i], b_dw[i], padding=(0, p), groups=c)
+            u = depthwise_rows(u, w_dw[i], b_dw[i], top, bottom)
             out.append(u.permute(0, 2, 3, 1).contiguous())  # (B, R', W, C); already laid out so on CPU
         return out[0], out[1], out[2]
 

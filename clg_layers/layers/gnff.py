@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_bool, check_input, check_int, check_positive_float, restore_format
+from ._checks import check_bool, check_input, check_int, check_positive_float, depthwise_rows, restore_format
 
 __all__ = ["GNFF"]
 
@@ -79,21 +79,13 @@ class GNFF(nn.Module):
         b1 = (None, None) if self.fc1.bias is None else self.fc1.bias.split(h)
         z = []
         for part, (conv, bias) in enumerate(((self.dw3, b1[0]), (self.dw5, b1[1]))):
-            u = F.linear(t, w1[part * h : (part + 1) * h], bias).permute(
-                0, 3, 1, 2
-            )  # (B, E, R, W), channels_last
+            u = F.linear(t, w1[part * h : (part + 1) * h], bias)  # (B, R, W, E)
+            # The 3×3 kernel needs one row of context, not the two a band carries.
             p = conv.padding[0]
-            # Rows this kernel needs beyond `u`: positive = zero-pad (a map edge),
-            # negative = surplus context rows to drop (the 3×3 needs one, not two).
             top, bottom = p - (self.halo - pad_top), p - (self.halo - pad_bottom)
-            if top == p and bottom == p:  # a whole map: the convolution's own padding
-                u = F.conv2d(u, conv.weight, conv.bias, padding=p, groups=h)
-            else:
-                u = u[:, :, max(-top, 0) : u.shape[2] - max(-bottom, 0)]
-                if top > 0 or bottom > 0:
-                    u = F.pad(u, (0, 0, max(top, 0), max(bottom, 0)))
-                u = F.conv2d(u, conv.weight, conv.bias, padding=(0, p), groups=h)
-            z.append(u.permute(0, 2, 3, 1))
+            z.append(
+                depthwise_rows(u.permute(0, 3, 1, 2), conv.weight, conv.bias, top, bottom).permute(0, 2, 3, 1)
+            )
         return F.linear(F.gelu(z[0]) * z[1], self.fc2.weight.flatten(1), self.fc2.bias)
 
     def extra_repr(self) -> str:
