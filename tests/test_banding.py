@@ -8,6 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import clg_layers as cl
+from clg_layers.layers._shapes import band_rows
+
+
+def set_band_bytes(module: torch.nn.Module, value: int) -> None:
+    """Set the band size of every banded layer inside ``module`` (Transformer FFN and DBPA)."""
+    for m in module.modules():
+        if isinstance(m, (cl.TransformerLayer, cl.DBPA)):
+            m.band_bytes = value
 
 
 def _randomised(m: torch.nn.Module, std: float = 0.3) -> torch.nn.Module:
@@ -40,9 +48,9 @@ def test_banded_transformer_layer_matches_plain(
     )
     x = torch.randn(b, 8, h, w)
     with torch.no_grad():
-        m.band_bytes = 0
+        set_band_bytes(m, 0)
         ref = m(x)
-        m.band_bytes = 1  # the smallest bands: 8 rows (rounded up to whole windows)
+        set_band_bytes(m, 1)  # the smallest bands: 8 rows (rounded up to whole windows)
         out = m(x)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
@@ -53,36 +61,38 @@ def test_banding_is_taken_and_exact_on_a_tall_map(
 ) -> None:
     spatial, channel = branches
     m = _randomised(cl.TransformerLayer(8, num_heads=2, window_size=4, spatial=spatial, channel=channel))
-    calls = {"attention": 0, "ffn": 0}
-    for name, key in (("_banded_attention", "attention"), ("_banded_ffn", "ffn")):
-        original = getattr(m, name)
+    calls = {"attend": 0, "ffn": 0}
 
-        def spy(*args: object, _original: object = original, _key: str = key) -> torch.Tensor:
-            calls[_key] += 1
-            return _original(*args)  # type: ignore[operator]
+    def spy(owner: object, name: str, key: str) -> None:
+        original = getattr(owner, name)
 
-        monkeypatch.setattr(m, name, spy)
+        def wrapped(*args: object) -> torch.Tensor:
+            calls[key] += 1
+            return original(*args)
+
+        monkeypatch.setattr(owner, name, wrapped)
+
     x = torch.randn(1, 8, 53, 11)
     with torch.no_grad():
-        m.band_bytes = 0
+        set_band_bytes(m, 0)
         ref = m(x)
-        m.band_bytes = 1
+        spy(m.attn, "_attend", "attend")
+        spy(m, "_banded_ffn", "ffn")
+        set_band_bytes(m, 1)
         out = m(x)
-    assert calls == {"attention": 1, "ffn": 1}
+    assert calls["ffn"] == 1
+    assert calls["attend"] == 7  # 53 rows in bands of 8 (two windows of 4)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_banding_stays_off_under_autograd_and_on_meta() -> None:
-    m = _randomised(cl.TransformerLayer(8))
-    m.band_bytes = 1
     t = torch.randn(1, 64, 16, 8)
-    assert m._band_rows(t, 40, 8) == 64  # autograd records: the plain path
+    assert band_rows(t, 40, 8, 1) == 64  # autograd records: the plain path
     with torch.no_grad():
-        assert m._band_rows(t, 40, 8) == 8  # inference: bands of 8 rows
-        assert m._band_rows(t, 40, 3) == 9  # whole windows of 3 rows, at least 8 rows
-        assert m._band_rows(t.to("meta"), 40, 8) == 64  # count_macs counts the plain function
-        m.band_bytes = 0
-        assert m._band_rows(t, 40, 8) == 64
+        assert band_rows(t, 40, 8, 1) == 8  # inference: bands of 8 rows
+        assert band_rows(t, 40, 3, 1) == 9  # whole windows of 3 rows, at least 8 rows
+        assert band_rows(t.to("meta"), 40, 8, 1) == 64  # count_macs counts the plain function
+        assert band_rows(t, 40, 8, 0) == 64
 
 
 def test_banded_network_matches_plain() -> None:
@@ -90,17 +100,14 @@ def test_banded_network_matches_plain() -> None:
     x = torch.rand(1, 3, 72, 40)
     with torch.no_grad():
         ref = model(x)
-        for layer in model.modules():
-            if isinstance(layer, cl.TransformerLayer):
-                layer.band_bytes = 1
+        set_band_bytes(model, 1)
         out = model(x)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("grad", [False, True])
 def test_coupling_channels_last_path_matches_concat(grad: bool) -> None:
-    """The channels_last route (two accumulating GEMMs, no concatenation) equals cat + 1×1 conv,
-    in value and in gradient."""
+    """A channels_last input gives the same block output and gradients as a contiguous one."""
     m = _randomised(cl.CouplingBlock(8, num_heads=2)).train(grad)
     x = torch.randn(2, 8, 9, 13)
     xs = [
@@ -143,8 +150,7 @@ def test_hgu_lean_inference_path_is_bit_identical(n: int) -> None:
 def test_inference_paths_keep_the_residual_stream_in_float32_under_autocast(name: str) -> None:
     """The in-place inference paths must not write a float32 residual sum into a bf16 buffer."""
     m = _randomised(getattr(cl, name)(8), std=0.1)
-    if isinstance(m, cl.TransformerLayer):
-        m.band_bytes = 1
+    set_band_bytes(m, 1)
     x = torch.randn(1, 8, 40, 12)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         y_inference = m(x)

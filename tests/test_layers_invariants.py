@@ -85,7 +85,10 @@ def _reference_channel_attention(qkv: torch.Tensor, heads: int, temperature: tor
 
 def _reference_dbpa(m: cl.DBPA, x: torch.Tensor) -> torch.Tensor:
     """DBPA written the plain NCHW way, from the module's own parameters."""
-    qkv = m.qkv_dw(m.qkv(x))
+    def linear(layer: torch.nn.Linear, z: torch.Tensor) -> torch.Tensor:  # a 1×1 convolution
+        return torch.einsum("oc,bchw->bohw", layer.weight, z)
+
+    qkv = torch.cat([m.q_dw(linear(m.q, x)), m.k_dw(linear(m.k, x)), m.v_dw(linear(m.v, x))], dim=1)
     if m.spatial:
         s = _reference_window_attention(qkv, m.num_heads, m.window_size)
     if m.channel:
@@ -95,7 +98,7 @@ def _reference_dbpa(m: cl.DBPA, x: torch.Tensor) -> torch.Tensor:
         y = g * s + (1 - g) * c
     else:
         y = s if m.spatial else c
-    return m.proj(y)
+    return linear(m.proj, y)
 
 
 def _randomised(m: torch.nn.Module) -> torch.nn.Module:

@@ -28,36 +28,23 @@ def test_attention_is_not_counted_as_zero() -> None:
 
 
 def _conv_macs(model: nn.Module, x: torch.Tensor) -> int:
-    """MACs of every Conv2d, from its weight shape and output size, via hooks."""
+    """MACs of every Conv2d and Linear, from its weight shape and output size, via forward hooks.
+
+    Every projection is a module call (none reads another module's weights), so
+    the hooks see every one of them.
+    """
     total = 0
 
-    def hook(mod: nn.Conv2d, _inp: tuple, out: torch.Tensor) -> None:
+    def conv_hook(mod: nn.Conv2d, _inp: tuple, out: torch.Tensor) -> None:
         nonlocal total
         total += out.shape[0] * out.shape[2] * out.shape[3] * mod.weight.numel()
 
-    # Transformer layers run their 1×1 and depthwise convolutions functionally on
-    # tokens (from the modules' weights), so those modules' hooks never fire:
-    # count them from the layer's input size instead. The gate MLP still runs
-    # as modules and is counted by the hook above.
-    def layer_hook(layer: cl.TransformerLayer, inp: tuple) -> None:
+    def linear_hook(mod: nn.Linear, _inp: tuple, out: torch.Tensor) -> None:
         nonlocal total
-        b, _, h, w = inp[0].shape
-        a, f = layer.attn, layer.ffn
-        weights = [a.qkv, a.qkv_dw, a.proj, f.fc1, f.dw3, f.dw5, f.fc2]
-        total += b * h * w * sum(conv.weight.numel() for conv in weights)
+        total += out.numel() // mod.out_features * mod.weight.numel()
 
-    # The coupling convolution runs as two matrix products on channels_last maps: count it
-    # from the block's input size too, and keep it out of the module hooks.
-    def block_hook(block: cl.CouplingBlock, inp: tuple) -> None:
-        nonlocal total
-        b, _, h, w = inp[0].shape
-        total += b * h * w * block.fuse.weight.numel()
-
-    fuses = {id(m.fuse) for m in model.modules() if isinstance(m, cl.CouplingBlock)}
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and id(m) not in fuses]
-    handles = [m.register_forward_hook(hook) for m in convs]
-    handles += [m.register_forward_pre_hook(layer_hook) for m in model.modules() if isinstance(m, cl.TransformerLayer)]
-    handles += [m.register_forward_pre_hook(block_hook) for m in model.modules() if isinstance(m, cl.CouplingBlock)]
+    handles = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    handles += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, nn.Linear)]
     with torch.no_grad():
         model(x)
     for h in handles:

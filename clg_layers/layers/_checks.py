@@ -10,7 +10,6 @@ from __future__ import annotations
 import numbers
 
 import torch
-import torch.nn.functional as F
 
 __all__ = [
     "check_bool",
@@ -19,9 +18,6 @@ __all__ = [
     "check_input",
     "check_int",
     "check_positive_float",
-    "depthwise_rows",
-    "eager_inference",
-    "restore_format",
 ]
 
 
@@ -93,60 +89,3 @@ def check_input(owner: str, x: object, channels: int | None, *, name: str = "inp
         )
     if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"{owner}: {name} must have B, H, W >= 1, got shape {tuple(x.shape)}")
-
-
-def restore_format(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Return ``y`` (same shape as ``x``) in ``x``'s memory format.
-
-    Layers that compute in channels-last token layout hand back a
-    ``channels_last`` tensor for a ``channels_last`` input (no copy) and a
-    contiguous one for anything else.
-    """
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return y.contiguous(memory_format=torch.channels_last)
-    return y.contiguous()
-
-
-def eager_inference() -> bool:
-    """Whether this is plain eager execution with autograd off.
-
-    The memory-saving inference paths (banding, in-place updates of fresh
-    buffers) run only then: autograd needs the plain ops, and under
-    ``torch.compile`` / ``torch.export`` / tracing the compiler plans buffers
-    itself and needs no size-dependent Python loops.
-    """
-    is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
-    return not (
-        torch.is_grad_enabled() or torch.compiler.is_compiling() or is_exporting() or torch.jit.is_tracing()
-    )
-
-
-def depthwise_rows(
-    u: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, top: int, bottom: int
-) -> torch.Tensor:
-    """A depthwise ``k×k`` convolution of a map or of a band of rows of one.
-
-    ``top`` / ``bottom`` are the rows the kernel needs beyond ``u`` above and
-    below: positive ones are zero-padded (a map edge), negative ones are
-    surplus context rows, dropped. ``top == bottom == k // 2`` is a whole map,
-    convolved with the convolution's own padding. Columns are always
-    zero-padded by ``k // 2``.
-
-    Args:
-        u: Feature map ``(B, C, R, W)``.
-        weight: Depthwise kernel ``(C, 1, k, k)``.
-        bias: ``(C,)`` or ``None``.
-        top: Rows needed above ``u`` (see above).
-        bottom: Rows needed below ``u``.
-
-    Returns:
-        Tensor of shape ``(B, C, R + top + bottom − 2·(k // 2), W)``.
-    """
-    p = weight.shape[-1] // 2
-    groups = weight.shape[0]
-    if top == p and bottom == p:
-        return F.conv2d(u, weight, bias, padding=p, groups=groups)
-    u = u[:, :, max(-top, 0) : u.shape[2] - max(-bottom, 0)]
-    if top > 0 or bottom > 0:
-        u = F.pad(u, (0, 0, max(top, 0), max(bottom, 0)))
-    return F.conv2d(u, weight, bias, padding=(0, p), groups=groups)

@@ -56,9 +56,6 @@ class ChannelAttention(SEModule):
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """The per-channel attention weights, without applying them.
 
-        Callers that fold the rescaling into another operation (as
-        :class:`~clg_layers.CNNLayer` does, into its residual add) use this.
-
         Args:
             x: Feature map of shape ``(B, C, H, W)``.
 

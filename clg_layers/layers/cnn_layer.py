@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
-from timm.layers import LayerScale2d
 from torch import nn
 
-from ._checks import check_divisible, check_input, check_int, eager_inference
+from ._checks import check_divisible, check_input, check_int
+from ._shapes import reusable_output
 from .channel_attention import ChannelAttention
+from .layer_scale import LayerScale2d
 
 __all__ = ["CNNLayer"]
 
@@ -68,23 +69,20 @@ class CNNLayer(nn.Module):
             Tensor of shape ``(B, C, H, W)``.
         """
         check_input("CNNLayer", x, self.dim)
-        # Eager inference writes the GELU and the residual sum into the
-        # convolutions' own output buffers: two full-size maps per call instead
-        # of four (fresh large buffers cost page faults). With autograd on, or
-        # under a compiler (which plans buffers itself), the plain ops run.
-        inplace = eager_inference()
         h = self.conv_a(x)
-        h = torch.ops.aten.gelu_(h, approximate=self.act.approximate) if inplace else self.act(h)
-        y = self.conv_b(h)
+        # Eager inference writes the GELU, the channel rescaling and the residual
+        # sum into buffers the layer itself created (when no hook holds them):
+        # fewer fresh full-size maps per call (fresh large buffers cost page faults).
+        if reusable_output(self.conv_a):
+            h = torch.ops.aten.gelu_(h, approximate=self.act.approximate)
+        else:
+            h = self.act(h)
+        y = self.attn(self.conv_b(h))
         del h
-        # x + γ ⊙ (y ⊙ CA-weights) as one fused pass over the map: the two
-        # per-channel factors multiply first, on (B, C, 1, 1) tensors.
-        weights = self.attn.weights(y) * self.scale.gamma.view(1, -1, 1, 1)
-        if inplace and y.dtype == torch.promote_types(torch.result_type(x, y), weights.dtype):
-            # Not under autocast, where y is half precision and x is not: writing the
-            # sum into y would silently drop the residual stream to half precision.
-            return torch.addcmul(x, y, weights, out=y)
-        return torch.addcmul(x, y, weights)
+        fits = y.dtype == torch.promote_types(torch.promote_types(x.dtype, y.dtype), self.scale.gamma.dtype)
+        # x + γ ⊙ y in one fused pass. Not into y under autocast, where y is half
+        # precision and x is not: that would drop the residual stream to half precision.
+        return self.scale(y, x, out=y if fits and reusable_output(self.attn) else None)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, kernel_size={self.kernel_size}, groups={self.groups}"

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_input
+from ._shapes import reusable_output
 from .cnn_layer import CNNLayer
 from .transformer_layer import TransformerLayer
 
@@ -94,36 +95,14 @@ class CouplingBlock(nn.Module):
         c1 = self.cnn1(x)
         t = self.transformer(c1)
         if self.fuse is not None:
-            t = self._couple(self.fuse, c1, t)
+            # u = t + Conv1×1([c₁, t]): on channels_last maps the concatenation is
+            # channels_last too, and the 1×1 convolution one matrix product over it.
+            y = self.fuse(torch.cat((c1, t), dim=1))
+            fits = y.dtype == torch.promote_types(t.dtype, y.dtype)
+            # Into the convolution's fresh output when nothing else holds it; not under
+            # autocast (a half-precision y would drop the residual stream's precision).
+            t = y.add_(t) if fits and reusable_output(self.fuse) else t + y
         return self.cnn2(t)
-
-    @staticmethod
-    def _couple(fuse: nn.Conv2d, c1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """``t + Conv1×1(cat(c1, t))``; on ``channels_last`` maps without building the 2C-channel concatenation.
-
-        The 1×1 convolution over the concatenation is the sum of two matrix
-        products, one per half of its weight; on ``channels_last`` memory both
-        run on the maps as they are and accumulate into the output (two maps'
-        worth of new tensors; the concatenation route allocates four). Under autocast the plain route runs, so the residual
-        stream keeps its precision.
-        """
-        cl = torch.channels_last
-        device = t.device.type
-        if (
-            (torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device))
-            or not c1.is_contiguous(memory_format=cl)
-            or not t.is_contiguous(memory_format=cl)
-            or c1.dtype != t.dtype
-        ):
-            return t + fuse(torch.cat((c1, t), dim=1))
-        b, c, h, w = t.shape
-        weight = fuse.weight.flatten(1)  # (C, 2C)
-        a, z = c1.permute(0, 2, 3, 1).reshape(-1, c), t.permute(0, 2, 3, 1).reshape(-1, c)  # views
-        y = torch.addmm(z, a, weight[:, :c].t())  # t + W₁·c1
-        # Out of place: FlopCounterMode (count_macs) does not count the in-place addmm_.
-        y = torch.addmm(y, z, weight[:, c:].t())  # + W₂·t
-        y.add_(fuse.bias)  # in place on a fresh tensor that autograd has not saved
-        return y.view(b, h, w, c).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, coupling={self.coupling!r}"

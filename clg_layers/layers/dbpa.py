@@ -8,37 +8,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_bool, check_divisible, check_input, check_int, depthwise_rows, restore_format
-
-try:
-    from torch.fx.experimental.symbolic_shapes import statically_known_true as _statically_known_true
-except ImportError:  # pragma: no cover - old torch without it: an ordinary (guarding) test
-
-    def _statically_known_true(x: object) -> bool:
-        return bool(x)
-
+from ._checks import check_bool, check_divisible, check_input, check_int
+from ._shapes import band_rows, crop, known_zero, restore_format, to_nchw, to_tokens
 
 __all__ = ["DBPA"]
 
 
-def _known_zero(n: int | torch.SymInt) -> bool:
-    """Whether the size ``n`` is zero for certain: a plain ``0``, or a symbolic size provably zero.
-
-    For plain ints this is ``n == 0``. For a symbolic size (``torch.export``,
-    ``torch.compile(dynamic=True)``) it is ``True`` only when provable from what
-    is already known, and it adds no guard: a "skip the padding" shortcut then
-    does not split the graph into one specialisation per size class.
-    """
-    if isinstance(n, torch.Tensor):  # torch.jit.trace: sizes are traced 0-d tensors
-        return not bool(n)
-    return _statically_known_true(n == 0)
+def _depthwise(dim: int, kernel_size: int, bias: bool) -> nn.Conv2d:
+    """A depthwise ``k×k`` convolution that keeps the map size."""
+    return nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim, bias=bias)
 
 
 class DBPA(nn.Module):
     r"""Dynamic Bi-Projected Attention.
 
-    One shared query/key/value, ``qkv = DWConv_k(Conv1×1(x))`` (``C → 3C``, a
-    large depthwise kernel applied to the whole map so every token carries
+    One shared query, key and value, ``q = DWConv_k(Conv1×1(x))`` and likewise
+    ``k`` and ``v`` (modules ``q``/``q_dw``, ``k``/``k_dw``, ``v``/``v_dw``: a
+    1×1 projection as an :class:`~torch.nn.Linear` over the channels, then a
+    large depthwise kernel applied to the whole map, so every token carries
     context from across window borders), feeds two projections:
 
     * **spatial**: multi-head self-attention among the ``w²`` tokens of each
@@ -54,8 +41,8 @@ class DBPA(nn.Module):
       sum of squares over a large image overflows float16.
 
     A gate ``g = sigmoid(MLP(GAP(x)))`` of shape ``(B, C, 1, 1)`` mixes them,
-    ``y = g · spatial + (1 − g) · channel``, and a 1×1 convolution projects the
-    result. Either branch can be switched off for ablations; the gate then
+    ``y = g · spatial + (1 − g) · channel``, and a 1×1 projection (``proj``,
+    an :class:`~torch.nn.Linear`) maps the result back. Either branch can be switched off for ablations; the gate then
     does not exist, so no parameter is left unused (which would break
     ``DistributedDataParallel``).
 
@@ -63,8 +50,8 @@ class DBPA(nn.Module):
         dim: Number of channels ``C``.
         num_heads: Attention heads; must divide ``dim``.
         window_size: Side ``w`` of the spatial attention windows.
-        kernel_size: Odd size ``k`` of the depthwise convolution on ``qkv``.
-        bias: Whether the 1×1 and depthwise convolutions carry a bias.
+        kernel_size: Odd size ``k`` of the depthwise convolutions on ``q, k, v``.
+        bias: Whether the 1×1 projections and depthwise convolutions carry a bias.
         spatial: Use the window (spatial) projection.
         channel: Use the transposed (channel) projection.
 
@@ -72,6 +59,11 @@ class DBPA(nn.Module):
         - Input: ``(B, C, H, W)``, any ``H, W >= 1``
         - Output: ``(B, C, H, W)``
     """
+
+    #: Target size in bytes of one band of ``q`` in eager inference; maps of
+    #: at least two such bands are processed band by band (see :meth:`forward`).
+    #: ``0`` turns banding off.
+    band_bytes: int = 8 * 2**20
 
     def __init__(
         self,
@@ -96,16 +88,20 @@ class DBPA(nn.Module):
         if not (spatial or channel):
             raise ValueError("DBPA: at least one of `spatial` and `channel` must be True, got both False")
 
-        self.qkv = nn.Conv2d(dim, 3 * dim, 1, bias=bias)
-        self.qkv_dw = nn.Conv2d(
-            3 * dim, 3 * dim, kernel_size, padding=kernel_size // 2, groups=3 * dim, bias=bias
-        )
+        # q, k and v are three modules (not one 3C-wide projection): LoRA and other
+        # per-module tools can target them separately, and no temporary is wider than C.
+        self.q = nn.Linear(dim, dim, bias=bias)
+        self.k = nn.Linear(dim, dim, bias=bias)
+        self.v = nn.Linear(dim, dim, bias=bias)
+        self.q_dw = _depthwise(dim, self.kernel_size, bias)
+        self.k_dw = _depthwise(dim, self.kernel_size, bias)
+        self.v_dw = _depthwise(dim, self.kernel_size, bias)
         if channel:
             self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
         if spatial and channel:
             hidden = max(dim // 4, 4)
             self.gate = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, dim, 1))
-        self.proj = nn.Conv2d(dim, dim, 1, bias=bias)
+        self.proj = nn.Linear(dim, dim, bias=bias)
         # Value written into the padded border of q/k/v before window attention.
         # It never reaches the output (padded keys are masked, padded queries
         # cropped); tests change it to prove exactly that.
@@ -113,6 +109,19 @@ class DBPA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply dynamic bi-projected attention.
+
+        Everything runs in channels-last token layout ``(B, H, W, C)``: the 1×1
+        projections are :class:`~torch.nn.Linear` modules over the channel
+        axis, the depthwise convolutions run on ``channels_last`` memory and
+        the window partition is one copy per tensor. Every computation is a
+        call of the sub-module that owns its parameters.
+
+        In eager inference on a large map (see :attr:`band_bytes`) the layer
+        runs in two passes over bands of rows: the first computes ``q, k, v``
+        band by band (each band with the ``k // 2`` rows of context its
+        depthwise kernel needs, cropped after the call), the second the window
+        attention, the gated mix and the output projection band by band. The
+        result is the same function; sub-module hooks then fire once per band.
 
         Args:
             x: Feature map of shape ``(B, C, H, W)``.
@@ -122,70 +131,49 @@ class DBPA(nn.Module):
             (``channels_last`` in, ``channels_last`` out; otherwise contiguous).
         """
         check_input("DBPA", x, self.dim)
-        y = self.forward_tokens(x.permute(0, 2, 3, 1))
-        return restore_format(y.permute(0, 3, 1, 2), x)
-
-    def forward_tokens(self, t: torch.Tensor) -> torch.Tensor:
-        """The attention on a channels-last token map.
-
-        Everything runs in ``(B, H, W, C)`` layout: the 1×1 convolutions are
-        matrix products over the channel axis, the depthwise convolutions run on
-        ``channels_last`` memory, the window partition is one copy per tensor,
-        and the channel branch and the gate are folded into one batched matrix
-        product (see :meth:`_channel_attention`). Every temporary is at most
-        the size of the input.
-
-        Args:
-            t: Tokens of shape ``(B, H, W, C)``.
-
-        Returns:
-            Tensor of shape ``(B, H, W, C)`` (contiguous).
-        """
-        q, k, v = self.qkv_tokens(t)
+        t = to_tokens(x).contiguous()  # (B, H, W, C); free for a channels_last input
+        b, h, w, c = t.shape
+        rows = band_rows(t, c, self.window_size, self.band_bytes)
+        q, k, v = self._qkv(t, rows)
         attn = self._channel_attention(q, k) if self.channel else None
-        g = self.gate_tokens(t.mean((1, 2))) if self.spatial and self.channel else None
-        return self.attend_tokens(q, k, v, attn, g)
+        g = self._gate(t) if self.spatial and self.channel else None
+        if rows >= h:
+            y = self._attend(q, k, v, attn, g)
+        else:
+            y = t.new_empty(b, h, w, c)  # each band is written into it: the output exists once
+            for r0 in range(0, h, rows):
+                r1 = min(r0 + rows, h)
+                y[:, r0:r1] = self._attend(q[:, r0:r1], k[:, r0:r1], v[:, r0:r1], attn, g)
+        return restore_format(to_nchw(y), x)
 
-    def qkv_tokens(
-        self, t: torch.Tensor, *, pad_top: int | None = None, pad_bottom: int | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``q, k, v = DWConv_k(Conv1×1(t))`` as three C-channel token maps.
-
-        Three C-channel maps rather than one 3C map (same weights, same MACs): no
-        temporary is larger than the input, which keeps large maps under glibc's
-        mmap threshold (fresh mappings page-fault).
-
-        Args:
-            t: Tokens of shape ``(B, R, W, C)``: a whole map, or a band of rows of
-                one with up to ``k // 2`` rows of context above and below.
-            pad_top: Zero rows the depthwise convolution adds above ``t``;
-                ``None`` (a whole map) means ``k // 2``. A band that starts with
-                ``j`` context rows passes ``k // 2 − j``.
-            pad_bottom: The same below ``t``.
-
-        Returns:
-            ``q, k, v``, each of shape ``(B, R + pad_top + pad_bottom − 2·(k // 2), W, C)``.
-        """
-        c = self.dim
-        p = self.kernel_size // 2
-        w_qkv = self.qkv.weight.flatten(1).split(c)
-        b_qkv = (None,) * 3 if self.qkv.bias is None else self.qkv.bias.split(c)
-        w_dw = self.qkv_dw.weight.split(c)
-        b_dw = (None,) * 3 if self.qkv_dw.bias is None else self.qkv_dw.bias.split(c)
-        top, bottom = p if pad_top is None else pad_top, p if pad_bottom is None else pad_bottom
-        out = []
-        for i in range(3):
-            u = F.linear(t, w_qkv[i], b_qkv[i]).permute(0, 3, 1, 2)  # (B, C, R, W) on channels_last memory
-            u = depthwise_rows(u, w_dw[i], b_dw[i], top, bottom)
-            out.append(u.permute(0, 2, 3, 1).contiguous())  # (B, R', W, C); already laid out so on CPU
+    def _qkv(self, t: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``q, k, v = DWConv_k(Linear(t))``, each ``(B, H, W, C)``, whole or in bands of ``rows`` rows."""
+        pairs = ((self.q, self.q_dw), (self.k, self.k_dw), (self.v, self.v_dw))
+        b, h, w, c = t.shape
+        if rows >= h:
+            # .contiguous() is free in eager (a channels_last convolution output is
+            # already contiguous tokens); under torch.export it states the layout, so
+            # the window reshapes need no stride reasoning about 1-window levels.
+            return tuple(to_tokens(dw(to_nchw(proj(t)))).contiguous() for proj, dw in pairs)  # type: ignore[return-value]
+        halo = self.kernel_size // 2
+        out = [t.new_empty(b, h, w, c) for _ in pairs]
+        for r0 in range(0, h, rows):
+            r1 = min(r0 + rows, h)
+            lo, hi = max(r0 - halo, 0), min(r1 + halo, h)
+            band = t[:, lo:hi]
+            for dst, (proj, dw) in zip(out, pairs):
+                # The convolution zero-pads the band like a whole map; rows whose
+                # kernel would reach past the context are cropped off.
+                dst[:, r0:r1] = to_tokens(dw(to_nchw(proj(band))))[:, r0 - lo : r1 - lo]
         return out[0], out[1], out[2]
 
-    def gate_tokens(self, mean: torch.Tensor) -> torch.Tensor:
-        """The dynamic gate ``g = sigmoid(MLP(mean))`` from the per-channel mean of the input, ``(B, C) -> (B, 1, C)``."""
-        b, c = mean.shape
+    def _gate(self, t: torch.Tensor) -> torch.Tensor:
+        """The dynamic gate ``g = sigmoid(MLP(GAP(x)))`` of tokens ``(B, H, W, C)``, as ``(B, 1, C)``."""
+        b, _, _, c = t.shape
+        mean = t.mean((1, 2), dtype=torch.promote_types(t.dtype, torch.float32)).to(t.dtype)
         return torch.sigmoid(self.gate(mean[:, :, None, None])).view(b, 1, c)
 
-    def attend_tokens(
+    def _attend(
         self,
         q: torch.Tensor,
         k: torch.Tensor,
@@ -225,7 +213,7 @@ class DBPA(nn.Module):
             y = s
         else:
             y = torch.bmm(v_flat, attn.transpose(1, 2))
-        return F.linear(y.reshape(b, h, w, c), self.proj.weight.flatten(1), self.proj.bias)
+        return self.proj(y.reshape(b, h, w, c))
 
     def _spatial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Window self-attention; tokens ``3 × (B, H, W, C) -> (B, H, W, C)``."""
@@ -245,15 +233,19 @@ class DBPA(nn.Module):
         # zero-width pad is a no-op and an all-True mask changes no attention
         # weight (bit-identical on CPU; on CUDA a mask rules out the flash
         # kernel, so such graphs use the memory-efficient one).
-        padded = not (_known_zero(pad_h) and _known_zero(pad_w))
+        padded = not (known_zero(pad_h) and known_zero(pad_w))
         if padded:
             q, k, v = (F.pad(z, (0, 0, 0, pad_w, 0, pad_h), value=self.pad_value) for z in (q, k, v))
         # Plain reshape/permute rather than einops so torch.export and ONNX see
         # only core aten ops: (B, nh·ws, nw·ws, heads·d) -> (B·nh·nw, heads, ws², d)
+        # clone() rather than reshape()/contiguous(): it always copies, so tracing
+        # asks no "is this already contiguous?" question, which for a level that
+        # may hold a single window would specialise an exported graph.
         q, k, v = (
             z.reshape(b, nh, ws, nw, ws, heads, d)
             .permute(0, 1, 3, 5, 2, 4, 6)
-            .reshape(b * nh * nw, heads, ws * ws, d)
+            .clone(memory_format=torch.contiguous_format)
+            .view(b * nh * nw, heads, ws * ws, d)
             for z in (q, k, v)
         )
         mask = None
@@ -267,9 +259,10 @@ class DBPA(nn.Module):
             # (B·nW, 1, 1, ws²): True where a key is a real pixel.
             mask = valid.repeat(b, 1)[:, None, None, :]
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        o = o.reshape(b, nh, nw, heads, ws, ws, d).permute(0, 1, 4, 2, 5, 3, 6).reshape(b, hp, wp, c)
+        o = o.view(b, nh, nw, heads, ws, ws, d).permute(0, 1, 4, 2, 5, 3, 6)
+        o = o.clone(memory_format=torch.contiguous_format).view(b, hp, wp, c)
         if padded:
-            o = o[:, :h, :w]
+            o = crop(o, h, w, dims=(1, 2))
         return o
 
     def _channel_attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_bool, check_input, check_int, check_positive_float, depthwise_rows, restore_format
+from ._checks import check_bool, check_input, check_int, check_positive_float
+from ._shapes import restore_format, to_nchw, to_tokens
 
 __all__ = ["GNFF"]
 
@@ -18,15 +19,25 @@ class GNFF(nn.Module):
     into ``a, b``; ``a ← DWConv3×3(a)``, ``b ← DWConv5×5(b)`` (two receptive
     fields: the "mixed" information); ``y = Conv1×1(GELU(a) ⊙ b)`` back to ``C``.
 
+    The layer computes in channels-last token layout ``(B, H, W, C)``, where the
+    1×1 convolutions are :class:`~torch.nn.Linear` modules (as in timm's
+    ``Mlp``). The first one is held as two modules, ``fc1_a`` and ``fc1_b``,
+    one per half of ``h``: each half is then born contiguous for its depthwise
+    convolution, where slicing one ``2E``-wide output would cost a copy of
+    both halves (measured: about a fifth of the layer's time on a 256² map).
+
     Args:
         dim: Number of channels ``C``.
         expansion: Hidden expansion ratio ``γ``; ``E = max(round(γ·C), 1)``.
-        bias: Whether the convolutions carry a bias.
+        bias: Whether the projections and convolutions carry a bias.
 
     Shape:
         - Input: ``(B, C, H, W)``
         - Output: ``(B, C, H, W)``
     """
+
+    #: Rows of context the 5×5 depthwise convolution reads above and below an output row.
+    halo: int = 2
 
     def __init__(self, dim: int, *, expansion: float = 2.66, bias: bool = False) -> None:
         super().__init__()
@@ -34,13 +45,12 @@ class GNFF(nn.Module):
         self.expansion = check_positive_float("GNFF", "expansion", expansion)
         check_bool("GNFF", "bias", bias)
         self.hidden = hidden = max(round(self.expansion * dim), 1)
-        self.fc1 = nn.Conv2d(dim, 2 * hidden, 1, bias=bias)
+        self.fc1_a = nn.Linear(dim, hidden, bias=bias)
+        self.fc1_b = nn.Linear(dim, hidden, bias=bias)
         self.dw3 = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, bias=bias)
         self.dw5 = nn.Conv2d(hidden, hidden, 5, padding=2, groups=hidden, bias=bias)
-        self.fc2 = nn.Conv2d(hidden, dim, 1, bias=bias)
-
-    #: Rows of context the 5×5 depthwise convolution reads above and below an output row.
-    halo = 2
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the feed-forward network.
@@ -53,40 +63,11 @@ class GNFF(nn.Module):
             (``channels_last`` in, ``channels_last`` out; otherwise contiguous).
         """
         check_input("GNFF", x, self.dim)
-        y = self.forward_tokens(x.permute(0, 2, 3, 1))
-        return restore_format(y.permute(0, 3, 1, 2), x)
-
-    def forward_tokens(self, t: torch.Tensor, *, pad_top: int = 2, pad_bottom: int = 2) -> torch.Tensor:
-        """The network on a channels-last token map, optionally a band of rows of a larger map.
-
-        Runs in ``(B, H, W, C)`` layout: the 1×1 convolutions are matrix
-        products over the channel axis (``fc1`` as two products, one per half,
-        so each half is born contiguous) and the depthwise convolutions run on
-        ``channels_last`` memory, so no layout copy is made.
-
-        Args:
-            t: Tokens of shape ``(B, R, W, C)``.
-            pad_top: Zero rows the depthwise convolutions add above ``t`` (``2``
-                for a whole map, as their own padding would). A band of a larger
-                map passes ``2 − k`` when ``t`` starts with ``k`` context rows.
-            pad_bottom: The same below ``t``.
-
-        Returns:
-            Tensor of shape ``(B, R + pad_top + pad_bottom − 4, W, C)``.
-        """
-        h = self.hidden
-        w1 = self.fc1.weight.flatten(1)
-        b1 = (None, None) if self.fc1.bias is None else self.fc1.bias.split(h)
-        z = []
-        for part, (conv, bias) in enumerate(((self.dw3, b1[0]), (self.dw5, b1[1]))):
-            u = F.linear(t, w1[part * h : (part + 1) * h], bias)  # (B, R, W, E)
-            # The 3×3 kernel needs one row of context, not the two a band carries.
-            p = conv.padding[0]
-            top, bottom = p - (self.halo - pad_top), p - (self.halo - pad_bottom)
-            z.append(
-                depthwise_rows(u.permute(0, 3, 1, 2), conv.weight, conv.bias, top, bottom).permute(0, 2, 3, 1)
-            )
-        return F.linear(F.gelu(z[0]) * z[1], self.fc2.weight.flatten(1), self.fc2.bias)
+        t = to_tokens(x).contiguous()  # (B, H, W, C); free for a channels_last input
+        a = to_tokens(self.dw3(to_nchw(self.fc1_a(t))))  # (B, H, W, E)
+        b = to_tokens(self.dw5(to_nchw(self.fc1_b(t))))
+        y = self.fc2(self.act(a) * b)  # (B, H, W, C)
+        return restore_format(to_nchw(y), x)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, expansion={self.expansion}, hidden={self.hidden}"

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_input, check_int, eager_inference
+from ._checks import check_input, check_int
+from ._shapes import eager_inference, hooked, reusable_output
 
 __all__ = ["HybridGatedUnit"]
 
@@ -136,14 +137,15 @@ class HybridGatedUnit(nn.Module):
             s.add_(p(i))  # (B, out, H, W)
         logits = self.select(s.mean((2, 3), keepdim=True))  # (B, n·out, 1, 1)
         a = torch.softmax(logits.reshape(batch, n, self.out_dim, 1, 1), dim=1).unbind(1)
-        # sigmoid_ in place on the convolution's output: the convolution's backward
-        # needs its input and weight, not its output.
-        m = self.spatial_gate(s).sigmoid_()
+        # sigmoid_ in place on the convolution's output (unless a hook holds it): the
+        # convolution's backward needs its input and weight, not its output.
+        m = self.spatial_gate(s)
+        m = m.sigmoid() if hooked(self.spatial_gate) else m.sigmoid_()
         del s
         # Σ a_i ⊙ p_i, always in this order (the lean path is bit-identical).
         # Without autograd the sum accumulates into p_1's buffer and the blend
         # writes into it too, so the unit never holds more than n + 2 maps.
-        inference = eager_inference()
+        inference = reusable_output(self.proj)
         fused = p(1).mul_(a[1]) if inference else p(1) * a[1]
         for i in range(2, n):
             fused.addcmul_(p(i), a[i])

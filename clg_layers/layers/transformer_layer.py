@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from timm.layers import DropPath, LayerNorm2d, LayerScale2d
+from timm.layers import DropPath, LayerNorm
 from torch import nn
 
-from ._checks import check_input, check_positive_float, eager_inference, restore_format
+from ._checks import check_input, check_positive_float
+from ._shapes import band_rows, restore_format, reusable_output, to_nchw, to_tokens
 from .dbpa import DBPA
 from .gnff import GNFF
+from .layer_scale import LayerScale
 
 __all__ = ["TransformerLayer"]
 
@@ -19,35 +20,33 @@ class TransformerLayer(nn.Module):
 
     ``x ← x + DropPath(γ₁ ⊙ DBPA(LN(x)))``, then
     ``x ← x + DropPath(γ₂ ⊙ GNFF(LN(x)))``. ``LN`` normalises over channels at
-    every pixel (timm's ``LayerNorm2d``); ``γ₁, γ₂`` are per-channel scales
-    that start at zero, so a fresh layer is the identity.
+    every pixel; ``γ₁, γ₂`` are per-channel scales (:class:`LayerScale`) that
+    start at zero, so a fresh layer is the identity.
 
     The layer computes in channels-last token layout ``(B, H, W, C)``, where the
-    channel LayerNorm needs no permute copies and the 1×1 convolutions are
-    plain matrix products. A ``channels_last`` input is used as it is and the
-    output is ``channels_last`` too; a contiguous ``(B, C, H, W)`` input costs
-    one layout copy in and one out (so whole networks are best run
-    ``channels_last``, as :class:`~clg_layers.CLGINet` does).
+    channel LayerNorm is timm's ``LayerNorm`` over the last axis (as in timm's
+    ConvNeXt block) and needs no permute copies. A ``channels_last`` input is
+    used as it is and the output is ``channels_last`` too; a contiguous
+    ``(B, C, H, W)`` input costs one layout copy in and one out (so whole
+    networks are best run ``channels_last``, as :class:`~clg_layers.CLGINet`
+    does). Every computation is a call of the module that owns its parameters.
 
-    In inference (autograd off) on a large map, both branches run over bands
-    of rows. The attention branch makes two passes: the first computes
-    ``q, k, v`` band by band (each band with the ``k // 2`` rows of context the
-    depthwise kernel needs) and accumulates the image-wide statistics (the
-    channel-attention map and the gate's mean); the second runs the window
-    attention, the mix, the projection and the residual band by band (bands of
-    whole windows). The feed-forward branch runs band by band with the two rows
-    of context its 5×5 kernel needs. Apart from ``q, k, v`` and the output, no
-    temporary is larger than a band of a few MiB, whatever the image size: that
-    saves the page faults of fresh large allocations (glibc maps every
-    allocation above 32 MiB afresh) and bounds peak memory. The result is the
-    same function; :attr:`band_bytes` sets the band size (``0`` turns banding
-    off).
+    In inference (autograd off) on a large map, the feed-forward branch runs
+    over bands of rows: each band, with the two rows of context the 5×5 kernel
+    needs, goes through ``norm2``, :class:`~clg_layers.GNFF` and ``scale2``, and
+    only the band's own rows are kept. No feed-forward temporary is then
+    larger than a band of a few MiB, whatever the image size: that saves the
+    page faults of fresh large allocations (glibc maps every allocation above
+    32 MiB afresh) and bounds peak memory. :class:`~clg_layers.DBPA` bands
+    itself the same way. The result is the same function; hooks on the
+    feed-forward modules fire once per band. :attr:`band_bytes` sets the band
+    size (``0`` turns banding off).
 
     Args:
         dim: Number of channels ``C``.
         num_heads: Attention heads of :class:`DBPA`; must divide ``dim``.
         window_size: Window side of :class:`DBPA`'s spatial projection.
-        kernel_size: Depthwise kernel of :class:`DBPA`'s ``qkv``.
+        kernel_size: Depthwise kernel of :class:`DBPA`'s ``q, k, v``.
         expansion: Expansion ratio of :class:`GNFF`.
         drop_path: Stochastic-depth probability of both branches.
         spatial: Use DBPA's spatial (window) projection.
@@ -87,11 +86,11 @@ class TransformerLayer(nn.Module):
         drop_path = check_positive_float("TransformerLayer", "drop_path", drop_path, allow_zero=True)
         if drop_path >= 1.0:
             raise ValueError(f"TransformerLayer: `drop_path` must be in [0, 1), got {drop_path}")
-        self.norm1 = LayerNorm2d(dim)
-        self.scale1 = LayerScale2d(dim, init_values=0.0)
-        self.norm2 = LayerNorm2d(dim)
+        self.norm1 = LayerNorm(dim)
+        self.scale1 = LayerScale(dim, init_values=0.0)
+        self.norm2 = LayerNorm(dim)
         self.ffn = GNFF(dim, expansion=expansion)
-        self.scale2 = LayerScale2d(dim, init_values=0.0)
+        self.scale2 = LayerScale(dim, init_values=0.0)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,81 +104,30 @@ class TransformerLayer(nn.Module):
             (``channels_last`` in, ``channels_last`` out; otherwise contiguous).
         """
         check_input("TransformerLayer", x, self.dim)
-        t = x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C); free for channels_last input
-        rows = self._band_rows(t, 5 * self.dim, self.attn.window_size)
-        if rows >= t.shape[1]:
-            t = self._residual(t, self.attn.forward_tokens(self._norm(t, self.norm1)), self.scale1)
-        else:
-            t = self._banded_attention(t, rows)
-        rows = self._band_rows(t, 2 * self.ffn.hidden, 1)
-        if rows >= t.shape[1]:
-            t = self._residual(t, self.ffn.forward_tokens(self._norm(t, self.norm2)), self.scale2)
+        t = to_tokens(x).contiguous()  # (B, H, W, C); free for a channels_last input
+        t = self._residual(self.scale1, self._branch(self.norm1, self.attn, t), t, self.attn)
+        h = t.shape[1]
+        rows = h if self._drop_path_active() else band_rows(t, 2 * self.ffn.hidden, 1, self.band_bytes)
+        if rows >= h:
+            t = self._residual(self.scale2, self._branch(self.norm2, self.ffn, t), t, self.ffn)
         else:
             t = self._banded_ffn(t, rows)
-        return restore_format(t.permute(0, 3, 1, 2), x)
+        return restore_format(to_nchw(t), x)
 
     @staticmethod
-    def _norm(t: torch.Tensor, norm: LayerNorm2d) -> torch.Tensor:
-        """timm's ``LayerNorm2d`` (its parameters) applied to tokens ``(B, H, W, C)`` directly."""
-        return F.layer_norm(t, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+    def _branch(norm: nn.Module, body: nn.Module, t: torch.Tensor) -> torch.Tensor:
+        """``body(norm(t))`` on tokens ``(B, R, W, C)``; ``body`` takes and returns ``(B, C, R, W)`` maps."""
+        return to_tokens(body(to_nchw(norm(t))))
 
-    def _residual(self, t: torch.Tensor, y: torch.Tensor, scale: LayerScale2d) -> torch.Tensor:
-        """``t + DropPath(γ ⊙ y)`` on tokens; without drop path, one fused ``addcmul`` pass."""
-        if isinstance(self.drop_path, nn.Identity):
-            return torch.addcmul(t, y, scale.gamma)
-        return t + self.drop_path(y * scale.gamma)
+    def _drop_path_active(self) -> bool:
+        return self.training and not isinstance(self.drop_path, nn.Identity)
 
-    def _band_rows(self, t: torch.Tensor, channels: int, multiple: int) -> int:
-        """Rows per band (a multiple of ``multiple``), or ``H`` for one band: the plain path.
-
-        ``channels`` is the width of the band's temporaries, which
-        :attr:`band_bytes` bounds. Banding is an eager inference optimisation:
-        off while autograd records (the plain path keeps the backward simple),
-        under ``torch.compile`` / ``torch.export`` / tracing (the compilers fuse
-        on their own and need no size-dependent Python loop), on the ``meta``
-        device (so :func:`~clg_layers.count_macs` counts the plain function),
-        while drop path is active (one mask per sample, not per band), and
-        when the map is small.
-        """
-        b, h, w, _ = t.shape
-        if (
-            self.band_bytes <= 0
-            or not eager_inference()
-            or t.device.type == "meta"
-            or not isinstance(h, int)
-            or (self.training and not isinstance(self.drop_path, nn.Identity))
-        ):
-            return h
-        row_bytes = b * w * channels * t.element_size()
-        rows = max(self.band_bytes // row_bytes // multiple, -(-8 // multiple)) * multiple  # at least 8 rows
-        return h if 2 * rows > h else rows
-
-    def _banded_attention(self, t: torch.Tensor, rows: int) -> torch.Tensor:
-        """``t + γ₁ ⊙ DBPA(LN(t))`` in two passes over bands of ``rows`` rows (see the class docstring)."""
-        a = self.attn
-        b, h, w, c = t.shape
-        halo = a.kernel_size // 2
-        qkv: list[torch.Tensor] = []  # allocated at the first band, in the dtype the layer computes in
-        total = t.new_zeros(b, c, dtype=torch.promote_types(t.dtype, torch.float32))
-        for r0 in range(0, h, rows):
-            r1 = min(r0 + rows, h)
-            lo, hi = max(r0 - halo, 0), min(r1 + halo, h)
-            n = self._norm(t[:, lo:hi], self.norm1)
-            total += n[:, r0 - lo : r1 - lo].sum((1, 2), dtype=total.dtype)
-            bands = a.qkv_tokens(n, pad_top=halo - (r0 - lo), pad_bottom=halo - (hi - r1))
-            if not qkv:
-                qkv = [band.new_empty(b, h, w, c) for band in bands]
-            for dst, src in zip(qkv, bands):
-                dst[:, r0:r1] = src
-        q, k, v = qkv
-        attn = a._channel_attention(q, k) if a.channel else None
-        g = a.gate_tokens((total / (h * w)).to(t.dtype)) if a.spatial and a.channel else None
-        out = torch.empty_like(t)  # each band is written into it: the output exists once
-        for r0 in range(0, h, rows):
-            r1 = min(r0 + rows, h)
-            y = a.attend_tokens(q[:, r0:r1], k[:, r0:r1], v[:, r0:r1], attn, g)
-            torch.addcmul(t[:, r0:r1], y, self.scale1.gamma, out=out[:, r0:r1])
-        return out
+    def _residual(self, scale: LayerScale, y: torch.Tensor, t: torch.Tensor, producer: nn.Module) -> torch.Tensor:
+        """``t + DropPath(γ ⊙ y)``; without drop path one fused pass, written into ``y`` when nothing else holds it."""
+        if self._drop_path_active():
+            return t + self.drop_path(scale(y))
+        fits = y.dtype == torch.promote_types(torch.promote_types(t.dtype, y.dtype), scale.gamma.dtype)
+        return scale(y, t, out=y if fits and reusable_output(producer) else None)
 
     def _banded_ffn(self, t: torch.Tensor, rows: int) -> torch.Tensor:
         """``t + γ₂ ⊙ GNFF(LN(t))`` computed ``rows`` rows at a time (see the class docstring)."""
@@ -189,8 +137,8 @@ class TransformerLayer(nn.Module):
         for r0 in range(0, h, rows):
             r1 = min(r0 + rows, h)
             lo, hi = max(r0 - halo, 0), min(r1 + halo, h)
-            y = self.ffn.forward_tokens(
-                self._norm(t[:, lo:hi], self.norm2), pad_top=halo - (r0 - lo), pad_bottom=halo - (hi - r1)
-            )
-            torch.addcmul(t[:, r0:r1], y, self.scale2.gamma, out=out[:, r0:r1])
+            # GNFF zero-pads the band like a whole map; the rows next to the band's
+            # cut edges, whose kernels reach past the context, are cropped off.
+            y = self._branch(self.norm2, self.ffn, t[:, lo:hi])[:, r0 - lo : r1 - lo]
+            self.scale2(y, t[:, r0:r1], out=out[:, r0:r1])
         return out

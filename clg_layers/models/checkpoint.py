@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_model
 from torch import nn
 
-__all__ = ["LoadReport", "load_checkpoint", "read_checkpoint_config", "save_checkpoint"]
+__all__ = ["LoadReport", "load_checkpoint", "migrate_state_dict", "read_checkpoint_config", "save_checkpoint"]
 
 #: Keys under which training frameworks nest the weights, in order of preference
 #: (BasicSR's EMA weights ``params_ema`` are the ones to evaluate).
@@ -33,11 +33,92 @@ _META_CONFIG = "clg_layers.config"
 
 
 class LoadReport(NamedTuple):
-    """What :func:`load_checkpoint` could not match (all empty after a strict load)."""
+    """What :func:`load_checkpoint` could not match (all empty after a strict load), and what it migrated.
+
+    ``migrated`` lists, one line per kind of change, the older layouts that
+    were mapped to the current one (see :func:`migrate_state_dict`); it is
+    empty for a checkpoint written by this version.
+    """
 
     missing: list[str]
     unexpected: list[str]
     mismatched: list[str]
+    migrated: list[str] = []  # noqa: RUF012 - a NamedTuple default, never mutated
+
+
+def _split(value: torch.Tensor, parts: int, flatten: bool) -> list[torch.Tensor]:
+    chunks = value.chunk(parts, dim=0)
+    return [c.flatten(1).contiguous() if flatten and c.ndim == 4 else c.contiguous() for c in chunks]
+
+
+def migrate_state_dict(
+    state: Mapping[str, torch.Tensor], *, expected: Mapping[str, Sequence[int]] | None = None
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Map the weights of an older clg-layers layout to the current one.
+
+    clg-layers 0.2.0 held DBPA's query, key and value as one ``qkv`` 1×1
+    convolution (``3C`` outputs) and one ``qkv_dw`` depthwise convolution, and
+    the 1×1 projections of DBPA and GNFF as ``nn.Conv2d`` weights
+    ``(out, in, 1, 1)``. Since 0.3.0 they are separate modules (``q``, ``k``,
+    ``v``, ``q_dw``, ``k_dw``, ``v_dw``, GNFF's ``fc1_a`` and ``fc1_b``) and
+    the projections ``nn.Linear`` weights ``(out, in)``. The values are the
+    same numbers, split and reshaped; outputs are unchanged.
+
+    Args:
+        state: A state dict (names to tensors).
+        expected: The keys and shapes of the model it will be loaded into
+            (``{k: v.shape for k, v in model.state_dict().items()}``). When
+            given, a tensor is only migrated if the model has every new key
+            with the new shape (and not the old key as it was), so models of
+            other libraries that happen to use these names are left alone.
+
+    Returns:
+        ``(state, notes)``: the migrated state dict (a new dict; tensors not
+        migrated are shared) and one line per kind of change made (empty if
+        none).
+    """
+    out: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
+
+    def fits(old: str, new: list[str], parts: list[torch.Tensor]) -> bool:
+        if expected is None:
+            return True
+        if old in expected and tuple(expected[old]) == tuple(state[old].shape):
+            return False  # the model still has the old layout
+        return all(n in expected and tuple(expected[n]) == tuple(p.shape) for n, p in zip(new, parts))
+
+    for key, value in state.items():
+        module, _, leaf = key.rpartition(".")
+        parent, _, name = module.rpartition(".")
+        base = f"{parent}." if parent else ""
+        new: list[str] | None = None
+        note = ""
+        if parent.endswith("attn") and name == "qkv" and value.shape[0] % 3 == 0:
+            new, parts, flat = [f"{base}{n}.{leaf}" for n in ("q", "k", "v")], 3, True
+            note = "DBPA `attn.qkv` (one 3C-wide 1×1 convolution) -> `attn.q`, `attn.k`, `attn.v` (nn.Linear)"
+        elif parent.endswith("attn") and name == "qkv_dw" and value.shape[0] % 3 == 0:
+            new, parts, flat = [f"{base}{n}.{leaf}" for n in ("q_dw", "k_dw", "v_dw")], 3, False
+            note = "DBPA `attn.qkv_dw` (one 3C-wide depthwise convolution) -> `attn.q_dw`, `attn.k_dw`, `attn.v_dw`"
+        elif parent.endswith("ffn") and name == "fc1" and value.shape[0] % 2 == 0:
+            new, parts, flat = [f"{base}{n}.{leaf}" for n in ("fc1_a", "fc1_b")], 2, True
+            note = "GNFF `ffn.fc1` (one 2E-wide 1×1 convolution) -> `ffn.fc1_a`, `ffn.fc1_b` (nn.Linear)"
+        elif (
+            (parent.endswith("attn") and name == "proj" or parent.endswith("ffn") and name == "fc2")
+            and leaf == "weight"
+            and value.ndim == 4
+            and value.shape[2:] == (1, 1)
+        ):
+            new, parts, flat = [key], 1, True
+            note = "DBPA `attn.proj` and GNFF `ffn.fc2` 1×1 convolution weights (out, in, 1, 1) -> nn.Linear (out, in)"
+        split = _split(value, parts, flat) if new is not None else []
+        if new is None or not fits(key, new, split):
+            out[key] = value
+            continue
+        for new_key, part in zip(new, split):
+            out[new_key] = part
+        counts[note] = counts.get(note, 0) + 1
+    notes = [f"{note} ({n} tensors; clg-layers 0.2.0 layout)" for note, n in counts.items()]
+    return out, notes
 
 
 def _fmt(path: str | Path) -> str:
@@ -123,7 +204,9 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
     Accepts safetensors and ``.pt``/``.pth`` files holding a plain state dict
     or one nested under ``params_ema``, ``params``, ``state_dict``,
     ``model_state_dict`` or ``model``; ``module.`` and ``_orig_mod.`` key
-    prefixes are removed.
+    prefixes are removed. Checkpoints of older clg-layers layouts (0.2.0) are
+    migrated to the current one (:func:`migrate_state_dict`); the report's
+    ``migrated`` field says what was changed.
 
     Args:
         model: The module to load into (tensors are copied into its own
@@ -134,7 +217,8 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
             reported.
 
     Returns:
-        A :class:`LoadReport` of missing, unexpected and shape-mismatched keys.
+        A :class:`LoadReport` of missing, unexpected and shape-mismatched keys,
+        and of the layout migrations applied.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
@@ -146,8 +230,8 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
     if not isinstance(model, nn.Module):
         raise TypeError(f"load_checkpoint: `model` must be an nn.Module, got {type(model).__name__}")
     path = Path(path)
-    state = _read_state(path)
     own = model.state_dict()
+    state, migrated = migrate_state_dict(_read_state(path), expected={k: v.shape for k, v in own.items()})
     missing = sorted(k for k in own if k not in state)
     unexpected = sorted(k for k in state if k not in own)
     mismatched = sorted(
@@ -155,7 +239,7 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
         for k in own
         if k in state and state[k].shape != own[k].shape
     )
-    report = LoadReport(missing, unexpected, mismatched)
+    report = LoadReport(missing, unexpected, mismatched, migrated)
     if strict and (missing or unexpected or mismatched):
         msg = f"load_checkpoint: {_fmt(path)} does not fit {type(model).__name__}:"
         if missing:

@@ -11,21 +11,15 @@ from timm.models import checkpoint_seq
 from torch import nn
 
 from ..layers import COUPLING_MODES, CouplingBlock, HybridGatedUnit
-from ..layers._checks import (
-    check_bool,
-    check_choice,
-    check_input,
-    check_int,
-    check_positive_float,
-    restore_format,
-)
-from ..layers.dbpa import _known_zero
+from ..layers._checks import check_bool, check_choice, check_input, check_int, check_positive_float
+from ..layers._shapes import crop, known_zero, restore_format
 from .registry import register_model
 
 __all__ = ["CLGINet", "clginet_base", "clginet_small", "clginet_tiny"]
 
 _LEVELS = 4  # three encoder levels and the bottleneck
 _SIZE_MULTIPLE = 2 ** (_LEVELS - 1)  # what three 2× downsamplings need
+_MIN_BOTTLENECK = 2  # the smallest bottleneck side, in pixels (inputs are padded up to 16×16)
 
 
 def _per_level(owner: str, name: str, value: int | Sequence[int], count: int) -> tuple[int, ...]:
@@ -37,6 +31,32 @@ def _per_level(owner: str, name: str, value: int | Sequence[int], count: int) ->
     if len(value) != count:
         raise ValueError(f"{owner}: `{name}` must have {count} entries (one per level), got {len(value)}")
     return tuple(check_int(owner, f"{name}[{i}]", v) for i, v in enumerate(value))
+
+
+def _mirror_index(n: int | torch.SymInt, pad: int | torch.SymInt, device: torch.device) -> torch.Tensor:
+    """Indices that extend an axis of size ``n`` by ``pad`` entries by mirroring it (reflect padding).
+
+    ``0, 1, …, n−1, n−2, …, 1, 0, 1, …``: for ``pad < n`` this is exactly
+    ``F.pad(mode="reflect")``; longer pads keep mirroring (a 1-pixel axis
+    repeats its pixel). Pure integer arithmetic, with no branch on the size,
+    so one exported graph serves every size.
+    """
+    i = torch.arange(n + pad, device=device)
+    # The size as a 0-d tensor: exporters translate tensor arithmetic, not
+    # arithmetic between a tensor and a symbolic Python int.
+    size = i.new_full((), n)
+    period = (2 * size - 2).clamp_min(1)
+    r = torch.remainder(i, period)
+    return torch.where(r < size, r, period - r)
+
+
+def _reflect_pad(x: torch.Tensor, pad_h: int | torch.SymInt, pad_w: int | torch.SymInt) -> torch.Tensor:
+    """Pad ``(B, C, H, W)`` at the bottom and right by mirroring, for any pad size."""
+    h, w = x.shape[-2:]
+    if all(isinstance(n, int) for n in (h, w, pad_h, pad_w)) and pad_h < h and pad_w < w:
+        return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")  # the same values, one fused op
+    x = x.index_select(2, _mirror_index(h, pad_h, x.device))
+    return x.index_select(3, _mirror_index(w, pad_w, x.device))
 
 
 class _Downsample(nn.Sequential):
@@ -64,8 +84,8 @@ class CLGINet(nn.Module):
     feature with the encoder features of all three encoder levels, then
     refinement blocks at full resolution, a 3×3 output convolution and a
     global residual. Any input size works: the input is padded internally
-    (reflect; replicate when the image is smaller than the pad) to a multiple
-    of 8 and the output cropped back.
+    (mirrored, as reflect padding, also when the image is smaller than the
+    pad) to a multiple of 8 and the output cropped back.
 
     The output convolution starts at zero, and so does every residual branch
     inside the blocks, so a fresh network with a global residual returns its
@@ -232,18 +252,24 @@ class CLGINet(nn.Module):
         """
         check_input("CLGINet", x, self.in_chans)
         h, w = x.shape[-2:]
-        # Padded size written as `8 · ceil(h / 8)` so symbolic shapes stay simple
-        # for torch.export (every level is then a multiple of 8·ceil(h/8)/2^l).
+        # Padded to `8 · max(ceil(h / 8), 2)`: a multiple of 8 for the three 2×
+        # downsamplings, and at least 16 so the bottleneck is at least 2×2. Written
+        # as `8 · n` so symbolic shapes stay simple for torch.export: every level is
+        # provably a whole `n · 8 / 2^l`, and no level is ever 1 pixel wide (a size-1
+        # map is a special case for convolutions, which an exported graph would
+        # otherwise be specialised against).
         m = _SIZE_MULTIPLE
-        pad_h, pad_w = (h + m - 1) // m * m - h, (w + m - 1) // m * m - w
+        pad_h = torch.sym_max((h + m - 1) // m, _MIN_BOTTLENECK) * m - h
+        pad_w = torch.sym_max((w + m - 1) // m, _MIN_BOTTLENECK) * m - w
         inp = x
         # Symbolic sizes (torch.export, dynamic torch.compile, ONNX) take the
         # padding path whatever the size (a zero-width pad is a no-op), so the
         # graph is not specialised to "multiple of 8 or not"; see DBPA._spatial.
-        padded = not (_known_zero(pad_h) and _known_zero(pad_w))
+        padded = not (known_zero(pad_h) and known_zero(pad_w))
         if padded:
-            mode = "reflect" if pad_h < h and pad_w < w else "replicate"
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+            # Mirror padding for every size: no "is the image larger than the pad?"
+            # branch, which would specialise an exported graph to the example's size.
+            x = _reflect_pad(x, pad_h, pad_w)
 
         # The network runs in channels_last memory: the Transformer layers work
         # in (B, H, W, C) token layout, which is then a free view instead of two
@@ -261,7 +287,7 @@ class CLGINet(nn.Module):
         out = self.head(f)
 
         if padded:
-            out = out[:, :, :h, :w]
+            out = crop(out, h, w, dims=(2, 3))
         out = inp + out if self.global_residual else out
         return restore_format(out, inp)
 

@@ -1,0 +1,137 @@
+"""Shape, memory-layout and execution-mode helpers shared by the layers and the network.
+
+Nothing here owns parameters: these helpers decide *how* a module runs
+(token layout views, whether a memory-saving inference path may run, how a
+band of rows is cut), never *what* it computes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.modules.module import _global_forward_hooks
+
+try:
+    from torch.fx.experimental.symbolic_shapes import statically_known_true as _statically_known_true
+except ImportError:  # pragma: no cover - old torch without it: an ordinary (guarding) test
+
+    def _statically_known_true(x: object) -> bool:
+        return bool(x)
+
+
+__all__ = [
+    "band_rows",
+    "crop",
+    "eager_inference",
+    "hooked",
+    "known_zero",
+    "restore_format",
+    "reusable_output",
+    "to_nchw",
+    "to_tokens",
+]
+
+
+def known_zero(n: int | torch.SymInt) -> bool:
+    """Whether the size ``n`` is zero for certain: a plain ``0``, or a symbolic size provably zero.
+
+    For plain ints this is ``n == 0``. For a symbolic size (``torch.export``,
+    ``torch.compile(dynamic=True)``) it is ``True`` only when provable from what
+    is already known, and it adds no guard: a "skip the padding" shortcut then
+    does not specialise the graph to the example's size class.
+    """
+    if isinstance(n, torch.Tensor):  # torch.jit.trace: sizes are traced 0-d tensors
+        return not bool(n)
+    return _statically_known_true(n == 0)
+
+
+def to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W) -> (B, H, W, C)`` as a view: contiguous when ``x`` is ``channels_last``."""
+    return x.permute(0, 2, 3, 1)
+
+
+def to_nchw(t: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W, C) -> (B, C, H, W)`` as a view: ``channels_last`` when ``t`` is contiguous."""
+    return t.permute(0, 3, 1, 2)
+
+
+def restore_format(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Return ``y`` (same shape as ``x``) in ``x``'s memory format.
+
+    Layers that compute in channels-last token layout hand back a
+    ``channels_last`` tensor for a ``channels_last`` input (no copy) and a
+    contiguous one for anything else.
+    """
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return y.contiguous(memory_format=torch.channels_last)
+    return y.contiguous()
+
+
+def eager_inference() -> bool:
+    """Whether this is plain eager execution with autograd off.
+
+    The memory-saving inference paths (banding, in-place updates of fresh
+    buffers) run only then: autograd needs the plain ops, and under
+    ``torch.compile`` / ``torch.export`` / tracing the compiler plans buffers
+    itself and needs no size-dependent Python loops.
+    """
+    is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
+    return not (
+        torch.is_grad_enabled() or torch.compiler.is_compiling() or is_exporting() or torch.jit.is_tracing()
+    )
+
+
+def band_rows(t: torch.Tensor, channels: int, multiple: int, band_bytes: int) -> int:
+    """Rows per band for a memory-saving inference path, or ``H`` (one band: the plain path).
+
+    Args:
+        t: Tokens ``(B, H, W, C)`` the band is cut from.
+        channels: Width of the band's largest temporary, which ``band_bytes`` bounds.
+        multiple: Bands start at multiples of this (whole attention windows).
+        band_bytes: Target size of that temporary; ``<= 0`` turns banding off.
+
+    Banding is an eager inference optimisation: off while autograd records,
+    under ``torch.compile`` / ``torch.export`` / tracing (the compilers fuse on
+    their own and need no size-dependent Python loop), on the ``meta`` device
+    (so :func:`~clg_layers.count_macs` counts the plain function), and when
+    the map is small (fewer than two bands).
+    """
+    b, h, w, _ = t.shape
+    if band_bytes <= 0 or not eager_inference() or t.device.type == "meta" or not isinstance(h, int):
+        return h
+    row_bytes = b * w * channels * t.element_size()
+    rows = max(band_bytes // row_bytes // multiple, -(-8 // multiple)) * multiple  # at least 8 rows
+    return h if 2 * rows > h else rows
+
+
+def reusable_output(module: nn.Module) -> bool:
+    """Whether the tensor ``module`` just returned may be overwritten in place by its caller.
+
+    Only where nothing else can hold it: with autograd off (eager inference),
+    and when no forward hook (global, or on ``module`` or any module inside it,
+    whose output may be the very tensor returned) has seen the tensor: a hook
+    that keeps an output for later would otherwise find it changed.
+    """
+    return eager_inference() and not hooked(module)
+
+
+def hooked(module: nn.Module) -> bool:
+    """Whether a forward hook (global, or on ``module`` or a module inside it) may see ``module``'s output."""
+    return bool(_global_forward_hooks) or any(m._forward_hooks for m in module.modules())
+
+
+def crop(x: torch.Tensor, h: int | torch.SymInt, w: int | torch.SymInt, *, dims: tuple[int, int]) -> torch.Tensor:
+    """The first ``h`` rows and ``w`` columns of ``x`` along ``dims`` (a padded map cropped back).
+
+    Concrete sizes slice (a view). Symbolic sizes (``torch.export``, dynamic
+    ``torch.compile``) gather the rows and columns instead: a slice's size is
+    ``min(h, padded)``, and proving that this equals ``h`` for every size in a
+    range is beyond the shape solver when the padded size is written as
+    ``n · ceil(h / n)``, which would make it specialise the graph to the
+    example's size class. The gather's size is ``h`` by construction.
+    """
+    dh, dw = dims
+    if isinstance(h, int) and isinstance(w, int):
+        return x.narrow(dh, 0, h).narrow(dw, 0, w)
+    x = x.index_select(dh, torch.arange(h, device=x.device))
+    return x.index_select(dw, torch.arange(w, device=x.device))
