@@ -169,6 +169,7 @@ class TrainResult:
         seconds: Wall-clock time of ``fit``.
         metrics: Final logged metrics (``val/psnr``, ``val/ssim``, ``train/loss``, ...).
         model: The trained model holding the exported weights.
+        rank: This process's global rank (only rank 0 exports and should report).
     """
 
     out: Path
@@ -178,6 +179,7 @@ class TrainResult:
     seconds: float
     metrics: dict[str, float]
     model: nn.Module
+    rank: int = 0
 
 
 def make_degradation(task: str, options: Mapping[str, Any] | None = None) -> Any:
@@ -421,4 +423,4 @@ def train(
     last = out / "checkpoints" / "last.ckpt"
     return TrainResult(out=out, weights=weights, last_checkpoint=last if last.is_file() else None,
                        steps=trainer.global_step, seconds=seconds, metrics=_last_value(trainer.callback_metrics),
-                       model=task.model)
+                       model=task.model, rank=trainer.global_rank)
