@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,6 +317,7 @@ def train(
     model: nn.Module | None = None,
     train_data: PairedImageFolder | SyntheticPairs | None = None,
     val_data: ValidationPairs | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train a model with Lightning and export its EMA weights.
 
@@ -332,6 +333,7 @@ def train(
         model: A model to train instead of ``build(config.model, **config.model_args)``.
         train_data: A source to use instead of ``config.train``.
         val_data: Validation pairs to use instead of ``config.val``.
+        callbacks: Extra Lightning callbacks (e.g. early stopping, a learning-rate monitor).
 
     Returns:
         A :class:`TrainResult`.
@@ -379,12 +381,14 @@ def train(
     steps = config.max_steps if config.max_steps is not None else 10**9
     data = RestorationDataModule(train_data, val_data, schedule=schedule, steps=steps, seed=config.seed,
                                  num_workers=config.num_workers)
-    callbacks: list[Any] = []
+    extra_callbacks = list(callbacks)
+    callbacks = []
     if config.ema_decay > 0:
         callbacks.append(EMA(config.ema_decay))
     ckpt_cb = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
                               every_n_train_steps=config.checkpoint_every or None, enable_version_counter=False)
     callbacks.append(ckpt_cb)
+    callbacks.extend(extra_callbacks)
     world = config.num_nodes * (config.devices if isinstance(config.devices, int) else 1)
     multi = world > 1 or isinstance(config.devices, list) and len(config.devices) > 1
     # find_unused_parameters=False: DDP then fails loudly if a model leaves a parameter out of the graph.
