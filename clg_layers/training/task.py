@@ -249,6 +249,7 @@ class RestorationDataModule(L.LightningDataModule):
         self.schedule, self.steps, self.seed, self.num_workers = schedule, int(steps), seed, int(num_workers)
 
     def train_dataloader(self) -> DataLoader:
+        """Whole batches ``(input, target)``, ``(B, C, P, P)``, for steps from the trainer's current step on."""
         trainer = getattr(self, "trainer", None)
         start = trainer.global_step if trainer is not None else 0
         rank = trainer.global_rank if trainer is not None else 0
@@ -257,6 +258,7 @@ class RestorationDataModule(L.LightningDataModule):
                           num_workers=self.num_workers, persistent_workers=False)
 
     def val_dataloader(self) -> DataLoader | list:
+        """One whole image per batch: ``(input, target, name)``, images ``(1, C, H, W)``."""
         if self.val_pairs is None or len(self.val_pairs) == 0:
             return []
         return DataLoader(self.val_pairs, batch_size=1, shuffle=False, num_workers=0)
