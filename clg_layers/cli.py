@@ -1,8 +1,10 @@
-"""The ``clg-layers`` command: list, info, bench, restore and demo.
+"""The ``clg-layers`` command: list, info, bench, restore, train, eval and demo.
 
 Exit codes: 0 success; 1 the command ran but failed (a missing or unreadable
 image, a checkpoint that does not fit, a channel mismatch); 2 a usage error
 (bad options, an unknown model name).
+
+``train`` and ``eval`` need the training extra: ``pip install 'clg-layers[train]'``.
 """
 
 from __future__ import annotations
@@ -108,6 +110,122 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _train_config(args: argparse.Namespace) -> tuple[object, int | None]:
+    """Merge ``--config FILE.yaml`` with the flags given; return ``(config, None)`` or ``(None, exit code)``."""
+    from .training import TrainConfig
+
+    values: dict[str, object] = {}
+    if args.config is not None:
+        import yaml
+
+        try:
+            with open(args.config, encoding="utf-8") as f:
+                loaded = yaml.safe_load(f)
+        except FileNotFoundError:
+            return None, _error(f"no such config file: {args.config!r}", EXIT_USAGE)
+        except (OSError, yaml.YAMLError) as err:
+            return None, _error(f"cannot read config {args.config!r}: {err}", EXIT_USAGE)
+        if loaded is not None and not isinstance(loaded, dict):
+            return None, _error(f"config {args.config!r} must hold a mapping of options", EXIT_USAGE)
+        values.update(loaded or {})
+    for key in ("model", "task", "train", "val", "max_steps", "max_minutes", "devices", "num_nodes", "accelerator",
+                "precision", "out", "resume", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            values[key] = value
+    if args.no_progress:
+        values["progress"] = False
+    try:
+        config = TrainConfig.from_mapping(values, source=args.config or "the options")
+        if config.max_minutes is not None and "max_steps" not in values:
+            config.max_steps = None
+        config.validate()
+    except (ValueError, TypeError) as err:
+        return None, _error(str(err), EXIT_USAGE)
+    if config.train is None:
+        return None, _error("--train DIR is required (or `train:` in --config)", EXIT_USAGE)
+    return config, None
+
+
+def _devices(text: str) -> int | str:
+    return int(text) if text.isdigit() else text
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .models.registry import _builder
+
+    config, code = _train_config(args)
+    if config is None:
+        return code if code is not None else EXIT_USAGE
+    try:
+        _builder(config.model)
+    except ValueError as err:
+        return _error(str(err), EXIT_USAGE)
+    from .training import train
+
+    try:
+        result = train(config)
+    except FileNotFoundError as err:
+        return _error(str(err), EXIT_FAILURE)
+    except (ValueError, TypeError) as err:
+        return _error(str(err), EXIT_FAILURE)
+    if result.rank == 0:
+        psnr = result.metrics.get("val/psnr")
+        print(f"trained {config.model} ({config.task}) for {result.steps} steps in {result.seconds:.0f} s"
+              + (f"; val PSNR {psnr:.2f} dB" if psnr is not None else ""))
+        print(f"EMA weights: {result.weights}")
+        if result.last_checkpoint is not None:
+            print(f"resume from: {result.last_checkpoint}")
+    return EXIT_OK
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .models import build
+    from .models.registry import _builder
+
+    try:
+        _builder(args.model)
+    except ValueError as err:
+        return _error(str(err), EXIT_USAGE)
+    if args.tile < 0 or args.overlap < 0 or (args.tile and args.overlap >= args.tile):
+        return _error(f"need --tile >= 0 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}", EXIT_USAGE)
+    from .data import PairedImageFolder, ValidationPairs
+    from .io import ImageData, write_image
+    from .training import PAIR_LAYOUTS, evaluate, find_pairs
+
+    pairs = find_pairs(args.data)
+    if pairs is None:
+        layouts = ", ".join(f"{a}/+{b}/" for a, b in PAIR_LAYOUTS)
+        return _error(f"--data {args.data!r} must hold one of {layouts}", EXIT_FAILURE)
+    try:
+        model = build(args.model, checkpoint=args.checkpoint)
+    except FileNotFoundError as err:
+        return _error(str(err), EXIT_FAILURE)
+    except (ValueError, TypeError) as err:
+        return _error(f"checkpoint {args.checkpoint!r} does not fit {args.model!r}: {err}", EXIT_FAILURE)
+    try:
+        data = ValidationPairs(PairedImageFolder(*pairs, channels=model.in_chans))
+    except (FileNotFoundError, ValueError) as err:
+        return _error(str(err), EXIT_FAILURE)
+    save = Path(args.save) if args.save else None
+
+    def keep(name: str, _inp: object, restored: object, _tgt: object) -> None:
+        if save is not None:
+            write_image(save / f"{name}.png", ImageData(tensor=restored[None], alpha=None, bit_depth=8))
+
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+    try:
+        report = evaluate(model, data, channel=args.channel, crop_border=args.crop_border, device=args.device,
+                          tile=args.tile, overlap=args.overlap, on_image=keep)
+    except (ValueError, RuntimeError) as err:
+        return _error(str(err), EXIT_FAILURE)
+    print(report.table())
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
 
@@ -121,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="clg-layers",
-        description="CLG-INet layers and models: list, inspect, benchmark, restore images, run the demo.",
+        description="CLG-INet layers and models: list, inspect, benchmark, restore images, train, evaluate, "
+        "run the demo.",
         epilog="Exit codes: 0 success, 1 failure while running, 2 usage error. "
         "'clg-layers COMMAND --help' for each command.",
     )
@@ -150,6 +269,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cmd_restore)
+
+    p = sub.add_parser("train", help="train a model (denoise, deblur, derain or paired folders) with Lightning")
+    p.add_argument("--model", default=None, help="zoo name (default: clginet-tiny)")
+    p.add_argument("--task", choices=("denoise", "deblur", "derain", "paired"), default=None,
+                   help="denoise/deblur/derain: --train holds clean images; paired: input/ and target/ (denoise)")
+    p.add_argument("--train", default=None, metavar="DIR", help="training folder")
+    p.add_argument("--val", default=None, metavar="DIR", help="validation folder (same layout)")
+    p.add_argument("--max-steps", type=int, default=None, help="optimiser steps (default: 1000)")
+    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget instead of --max-steps")
+    p.add_argument("--devices", type=_devices, default=None, help="devices per node: N or auto (default: 1)")
+    p.add_argument("--num-nodes", type=int, default=None, help="nodes for multi-node DDP (default: 1)")
+    p.add_argument("--accelerator", default=None, help="auto, cpu, gpu, ... (default: auto)")
+    p.add_argument("--precision", default=None, help="32-true, bf16-mixed, 16-mixed, ... (default: 32-true)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default: runs/train)")
+    p.add_argument("--resume", default=None, metavar="CKPT", help="Lightning checkpoint to resume, or 'auto'")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--config", default=None, metavar="FILE.yaml", help="every other option (see the docs)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="PSNR/SSIM of a checkpoint on a folder of input/ + target/ pairs")
+    p.add_argument("--model", required=True, help="model name the checkpoint belongs to")
+    p.add_argument("--checkpoint", required=True, help=".safetensors or .pt/.pth weights")
+    p.add_argument("--data", required=True, metavar="DIR", help="folder holding input/ and target/")
+    p.add_argument("--save", default=None, metavar="DIR", help="write the restored images here")
+    p.add_argument("--channel", choices=("rgb", "y"), default="rgb", help="measure on RGB or on Y (rgb)")
+    p.add_argument("--crop-border", type=int, default=0, help="border pixels left out of the scores (0)")
+    p.add_argument("--tile", type=int, default=0, help="tile size for large images; 0 = whole image (0)")
+    p.add_argument("--overlap", type=int, default=32, help="overlap between tiles in pixels (32)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu)")
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("demo", help="train clginet-tiny on bundled photos and report held-out PSNR/SSIM")
     demo_parser(p)

@@ -2,22 +2,18 @@
 
 Everything it needs ships inside installed packages: scikit-image's bundled
 photos load offline. Run ``clg-layers demo`` or ``python examples/denoise_demo.py``.
+It trains with :func:`clg_layers.training.train`, the project's one training loop.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-
-from .models import build, save_checkpoint
 
 __all__ = ["DemoResult", "HELD_OUT_IMAGES", "TRAIN_IMAGES", "load_photo", "main", "run_demo"]
 
@@ -79,33 +75,6 @@ class DemoResult:
         return self.psnr_restored - self.psnr_noisy
 
 
-def _random_crops(images: Sequence[torch.Tensor], n: int, size: int, g: torch.Generator) -> torch.Tensor:
-    crops = []
-    for _ in range(n):
-        img = images[int(torch.randint(len(images), (1,), generator=g))]
-        _, h, w = img.shape
-        y = int(torch.randint(h - size + 1, (1,), generator=g))
-        x = int(torch.randint(w - size + 1, (1,), generator=g))
-        crop = img[:, y : y + size, x : x + size]
-        if torch.rand(1, generator=g) < 0.5:
-            crop = crop.flip(-1)
-        if torch.rand(1, generator=g) < 0.5:
-            crop = crop.flip(-2)
-        crops.append(crop)
-    return torch.stack(crops)
-
-
-def _metrics(restored: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    a = restored.clamp(0, 1).permute(1, 2, 0).numpy()
-    b = clean.permute(1, 2, 0).numpy()
-    return (
-        float(peak_signal_noise_ratio(b, a, data_range=1.0)),
-        float(structural_similarity(b, a, data_range=1.0, channel_axis=-1)),
-    )
-
-
 def _save_figure(rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], path: Path, crop: int) -> None:
     """Write a PNG: one row per held-out photo, noisy | restored | clean (a centre crop of each)."""
     from PIL import Image, ImageDraw
@@ -161,68 +130,60 @@ def run_demo(
         progress: Show a progress bar (tqdm).
 
     Returns:
-        A :class:`DemoResult` with the held-out PSNR/SSIM before and after.
+        A :class:`DemoResult` with the held-out PSNR/SSIM before and after
+        (torchmetrics; the EMA weights are evaluated and saved).
+
+    Training is :func:`clg_layers.training.train` (PyTorch Lightning), the same
+    code as ``clg-layers train --task denoise``.
     """
     if steps is None and not minutes > 0:
         raise ValueError(f"demo: `minutes` must be > 0, got {minutes}")
     if steps is not None and steps < 1:
         raise ValueError(f"demo: `steps` must be >= 1, got {steps}")
-    from tqdm.auto import tqdm
+    try:
+        from .training import TrainConfig, evaluate, train
+    except ImportError as err:  # pragma: no cover - exercised only without the extra
+        raise ImportError(f"the demo trains with the training extra: pip install 'clg-layers[demo]' ({err})") from err
+    from .data import GaussianNoise, SyntheticPairs, ValidationPairs
 
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
     out_dir = Path(out_dir)
-    train = [load_photo(n) for n in TRAIN_IMAGES]
-    model = build("clginet-tiny")
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    noise = sigma / 255.0
-    budget = float(steps) if steps is not None else minutes * 60.0
-    bar = tqdm(
-        total=steps if steps is not None else round(budget),
-        unit="step" if steps is not None else "s",
-        desc="training clginet-tiny",
-        disable=not progress,
+    noise = GaussianNoise(sigma)
+    train_data = SyntheticPairs([load_photo(n) for n in TRAIN_IMAGES], noise)
+    held_out = ValidationPairs(SyntheticPairs([load_photo(n) for n in HELD_OUT_IMAGES], noise),
+                               max_side=eval_max_side, seed=seed + 1)
+    config = TrainConfig(
+        model="clginet-tiny",
+        task="denoise",
+        max_steps=steps,
+        max_minutes=None if steps is not None else minutes,
+        accelerator="cpu",
+        out=str(out_dir),
+        patch=crop,
+        batch=batch,
+        lr=lr,
+        weight_decay=1e-4,
+        min_lr_ratio=0.0,
+        checkpoint_every=0,
+        val_every=0,
+        seed=seed,
+        progress=progress,
+        export_name="clginet-tiny-denoise.safetensors",
     )
-    start = time.perf_counter()
-    done, loss_avg = 0, None
-    while True:
-        elapsed = time.perf_counter() - start
-        frac = done / budget if steps is not None else elapsed / budget
-        if frac >= 1.0:
-            break
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * frac))
-        clean = _random_crops(train, batch, crop, g)
-        noisy = clean + noise * torch.randn(clean.shape, generator=g)
-        loss = F.l1_loss(model(noisy), clean)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        done += 1
-        loss_avg = loss.item() if loss_avg is None else 0.95 * loss_avg + 0.05 * loss.item()
-        bar.set_postfix(step=done, l1=f"{loss_avg:.4f}", refresh=False)
-        bar.update(1 if steps is not None else round(time.perf_counter() - start) - bar.n)
-    bar.close()
-    train_seconds = time.perf_counter() - start
-
-    model.eval()
-    rows, scores = [], []
-    eg = torch.Generator().manual_seed(seed + 1)
-    for name in HELD_OUT_IMAGES:
-        clean = load_photo(name)
-        if eval_max_side is not None and max(clean.shape[-2:]) > eval_max_side:
-            scale = eval_max_side / max(clean.shape[-2:])
-            clean = F.interpolate(clean[None], scale_factor=scale, mode="area")[0]
-        noisy = clean + noise * torch.randn(clean.shape, generator=eg)
-        with torch.inference_mode():
-            restored = model(noisy[None])[0]
-        scores.append((*_metrics(noisy, clean), *_metrics(restored, clean)))
-        rows.append((noisy, restored, clean))
-    psnr_n, ssim_n, psnr_r, ssim_r = (float(np.mean(v)) for v in zip(*scores))
-    checkpoint = save_checkpoint(model, out_dir / "clginet-tiny-denoise.safetensors")
+    result = train(config, train_data=train_data)
+    rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    report = evaluate(result.model, held_out, on_image=lambda _n, x, y, t: rows.append((x, y, t)))
     figure = out_dir / "denoise_demo.png"
     _save_figure(rows, figure, crop=256)
-    return DemoResult(done, train_seconds, psnr_n, psnr_r, ssim_n, ssim_r, checkpoint, figure)
+    return DemoResult(
+        result.steps,
+        result.seconds,
+        report.mean_psnr_input,
+        report.mean_psnr,
+        report.mean_ssim_input,
+        report.mean_ssim,
+        result.weights,
+        figure,
+    )
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:

@@ -1,0 +1,430 @@
+"""One training entry point for the CLI, the demo and the benchmark script: :func:`train`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import GaussianNoise, MotionBlur, PairedImageFolder, PatchSchedule, RainStreaks, SyntheticPairs
+from ..data import ValidationPairs, list_images
+from ..data.datasets import IMAGE_SUFFIXES
+
+__all__ = ["PAIR_LAYOUTS", "TASKS", "TrainConfig", "TrainResult", "check_resume", "export_weights", "find_pairs",
+           "make_degradation", "train"]
+
+#: ``--task`` values; all but ``paired`` synthesise their inputs from clean images.
+TASKS: tuple[str, ...] = ("denoise", "deblur", "derain", "paired")
+#: Sub-folder names recognised as (degraded, clean) in a paired dataset, in order.
+PAIR_LAYOUTS: tuple[tuple[str, str], ...] = (
+    ("input", "target"),  # Rain13K, Restormer's layouts
+    ("blur", "sharp"),  # GoPro
+    ("noisy", "clean"),  # SIDD-style
+    ("lq", "gt"),  # BasicSR
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; the CLI's flags and ``--config`` YAML keys are these fields.
+
+    Attributes:
+        model: Zoo name, e.g. ``"clginet-tiny"``.
+        model_args: Constructor overrides for :func:`~clg_layers.build` (e.g. ``{"in_chans": 1}``).
+        task: One of :data:`TASKS`.
+        train: Training folder: clean images, or ``input/`` + ``target/`` for ``paired``.
+        val: Validation folder, same layout (``None``: no validation).
+        max_steps: Optimiser steps (``None`` with ``max_minutes``: time-limited).
+        max_minutes: Wall-clock budget in minutes (``None``: none).
+        devices: Devices per node (``"auto"``, a count, or a list).
+        num_nodes: Nodes (multi-node DDP).
+        accelerator: ``"auto"``, ``"cpu"``, ``"gpu"``, ...
+        precision: Lightning precision, e.g. ``"32-true"``, ``"bf16-mixed"``, ``"16-mixed"``.
+        out: Output folder (checkpoints, metrics.csv, validation images, exported weights).
+        resume: A Lightning ``.ckpt`` to resume, or ``"auto"`` for ``OUT/checkpoints/last.ckpt`` if present.
+        patch: Training patch side (ignored with ``schedule``).
+        batch: Patches per step and device (ignored with ``schedule``).
+        schedule: Progressive ``[steps, patch, batch]`` stages (the last one continues).
+        loss: ``"l1"``, ``"charbonnier"`` or ``"psnr"``.
+        lr: Peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: Linear warm-up steps.
+        min_lr_ratio: Final learning rate as a fraction of ``lr`` (cosine decay).
+        grad_clip: Gradient-norm clipping (0: none).
+        ema_decay: EMA decay (0: no EMA; the exported weights are then the last ones).
+        degradation: Keyword arguments of the task's degradation (``GaussianNoise``, ``MotionBlur``, ``RainStreaks``).
+        channels: 1 or 3.
+        val_every: Validate every this many steps (0: only at the end when there is a ``val`` set).
+        val_max_side: Downscale validation images to this longer side (``None``: full size).
+        metric_channel: ``"rgb"`` or ``"y"``.
+        crop_border: Border pixels excluded from validation metrics.
+        log_images: Validation images written per validation.
+        checkpoint_every: Write ``last.ckpt`` every this many steps (0: at the end only).
+        log_every: Log the training loss every this many steps.
+        num_workers: DataLoader workers.
+        cache: Keep decoded training images in memory.
+        seed: Seed of initialisation, crops and degradations.
+        progress: Show Lightning's progress bar.
+        export_name: File name of the exported EMA weights (default ``MODEL-TASK.safetensors``).
+    """
+
+    model: str = "clginet-tiny"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    task: str = "denoise"
+    train: str | None = None
+    val: str | None = None
+    max_steps: int | None = 1000
+    max_minutes: float | None = None
+    devices: int | str | list[int] = 1
+    num_nodes: int = 1
+    accelerator: str = "auto"
+    precision: str = "32-true"
+    out: str = "runs/train"
+    resume: str | None = None
+    patch: int = 64
+    batch: int = 8
+    schedule: list[list[int]] | None = None
+    loss: str = "l1"
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    degradation: dict[str, Any] = field(default_factory=dict)
+    channels: int = 3
+    val_every: int = 500
+    val_max_side: int | None = 256
+    metric_channel: str = "rgb"
+    crop_border: int = 0
+    log_images: int = 3
+    checkpoint_every: int = 500
+    log_every: int = 10
+    num_workers: int = 0
+    cache: bool = True
+    seed: int = 0
+    progress: bool = True
+    export_name: str | None = None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build from a mapping (e.g. parsed YAML), rejecting unknown keys with a clear message."""
+        if not isinstance(values, Mapping):
+            raise TypeError(f"TrainConfig: {source} must be a mapping of options, got {type(values).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in values if k not in known)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown option(s) {unknown} in {source}; known: {sorted(known)}")
+        return cls(**{str(k).replace("-", "_"): v for k, v in values.items()})
+
+    def patch_schedule(self) -> PatchSchedule:
+        """The :class:`~clg_layers.data.PatchSchedule` from ``schedule`` or ``patch``/``batch``."""
+        if self.schedule:
+            return PatchSchedule(tuple(tuple(int(v) for v in s) for s in self.schedule))  # type: ignore[misc]
+        return PatchSchedule.constant(int(self.patch), int(self.batch))
+
+    def validate(self) -> None:
+        """Check option types and ranges; raise ``ValueError`` naming the option."""
+        who = "TrainConfig"
+        if self.task not in TASKS:
+            raise ValueError(f"{who}: `task` must be one of {TASKS}, got {self.task!r}")
+        if self.max_steps is None and self.max_minutes is None:
+            raise ValueError(f"{who}: give `max_steps` or `max_minutes`")
+        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
+            raise ValueError(f"{who}: `max_steps` must be an int >= 1, got {self.max_steps!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"{who}: `max_minutes` must be > 0, got {self.max_minutes!r}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"{who}: `channels` must be 1 or 3, got {self.channels!r}")
+        if not isinstance(self.model_args, dict) or not isinstance(self.degradation, dict):
+            raise TypeError(f"{who}: `model_args` and `degradation` must be mappings")
+        for name in ("val_every", "checkpoint_every", "num_workers", "crop_border", "log_images", "warmup_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{who}: `{name}` must be an int >= 0, got {value!r}")
+        if not isinstance(self.log_every, int) or self.log_every < 1:
+            raise ValueError(f"{who}: `log_every` must be an int >= 1, got {self.log_every!r}")
+        if self.grad_clip < 0 or not 0 <= self.ema_decay < 1:
+            raise ValueError(f"{who}: need grad_clip >= 0 and 0 <= ema_decay < 1, got {self.grad_clip}, "
+                             f"{self.ema_decay}")
+        self.patch_schedule()
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced.
+
+    Attributes:
+        out: The output folder.
+        weights: Exported (EMA) weights, loadable with ``clg_layers.build(model, checkpoint=weights)``.
+        last_checkpoint: Lightning's ``last.ckpt`` for resuming (``None`` if none was written).
+        steps: Global step reached.
+        seconds: Wall-clock time of ``fit``.
+        metrics: Final logged metrics (``val/psnr``, ``val/ssim``, ``train/loss``, ...).
+        model: The trained model holding the exported weights.
+        rank: This process's global rank (only rank 0 exports and should report).
+    """
+
+    out: Path
+    weights: Path
+    last_checkpoint: Path | None
+    steps: int
+    seconds: float
+    metrics: dict[str, float]
+    model: nn.Module
+    rank: int = 0
+
+
+def make_degradation(task: str, options: Mapping[str, Any] | None = None) -> Any:
+    """The synthetic degradation of a task: ``GaussianNoise`` (sigma 25 by default), ``MotionBlur`` or ``RainStreaks``."""
+    opts = dict(options or {})
+    try:
+        if task == "denoise":
+            if "sigma" not in opts and "sigma_range" not in opts:
+                opts["sigma"] = 25.0
+            return GaussianNoise(**opts)
+        if task == "deblur":
+            return MotionBlur(**opts)
+        if task == "derain":
+            return RainStreaks(**opts)
+    except TypeError as err:
+        raise TypeError(f"make_degradation: bad `degradation` options for task {task!r}: {err}") from None
+    raise ValueError(f"make_degradation: task {task!r} has no synthetic degradation (one of denoise, deblur, derain)")
+
+
+def find_pairs(folder: str | Path) -> tuple[Path, Path] | None:
+    """The ``(degraded, clean)`` sub-folders of ``folder`` from :data:`PAIR_LAYOUTS`, or ``None``."""
+    folder = Path(folder)
+    for a, b in PAIR_LAYOUTS:
+        if (folder / a).is_dir() and (folder / b).is_dir():
+            return folder / a, folder / b
+    return None
+
+
+def _has_images(folder: Path) -> bool:
+    return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir() if p.is_file())
+
+
+def _source(config: TrainConfig, folder: str | Path, role: str, min_size: int) -> PairedImageFolder | SyntheticPairs:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"train: the {role} folder {str(folder)!r} does not exist")
+    pairs = find_pairs(folder)
+    layouts = ", ".join(f"{a}/+{b}/" for a, b in PAIR_LAYOUTS)
+    if config.task == "paired":
+        if pairs is None:
+            hint = " (it holds images directly: use --task denoise, deblur or derain for clean images)" \
+                if _has_images(folder) else ""
+            raise ValueError(f"train: task 'paired' needs {role} folder {str(folder)!r} to hold one of "
+                             f"{layouts}{hint}")
+        return PairedImageFolder(*pairs, channels=config.channels, min_size=min_size, cache=config.cache)
+    if pairs is not None and not _has_images(folder):
+        raise ValueError(f"train: task {config.task!r} synthesises its inputs from clean images, but {role} folder "
+                         f"{str(folder)!r} holds {pairs[0].name}/ and {pairs[1].name}/ pairs: use --task paired")
+    list_images(folder, who="train")
+    return SyntheticPairs(folder, make_degradation(config.task, config.degradation), channels=config.channels,
+                          min_size=min_size, cache=config.cache)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-like view of a config for comparison (tuples as lists)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def check_resume(path: str | Path, model: nn.Module, *, task: str | None = None) -> dict[str, Any]:
+    """Read a Lightning checkpoint safely and check it was written for this model, config and task.
+
+    The file is read with ``torch.load(weights_only=True)``: only tensors and
+    plain containers are rebuilt, nothing in it is run.
+
+    Args:
+        path: The ``.ckpt`` file.
+        model: The freshly built model (its ``model_name`` and ``config`` are compared).
+        task: The task label to compare, if any.
+
+    Returns:
+        The checkpoint's hyper-parameters.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If it is not a readable, weights-only Lightning checkpoint of this model/config/task.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"train: no resume checkpoint at {str(path)!r}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - one clear message for every way a file can be unreadable
+        raise ValueError(f"train: cannot read resume checkpoint {str(path)!r} safely (weights_only): {err}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise ValueError(f"train: {str(path)!r} is not a Lightning checkpoint written by `clg-layers train`")
+    hp = dict(ckpt["hyper_parameters"])
+    name = getattr(model, "model_name", None) or type(model).__name__
+    if hp.get("model_name") != name:
+        raise ValueError(f"train: resume checkpoint {str(path)!r} is for model {hp.get('model_name')!r}, "
+                         f"not {name!r}")
+    config = getattr(model, "config", None)
+    if _plain(hp.get("model_config")) != _plain(config if isinstance(config, dict) else None):
+        saved, now = _plain(hp.get("model_config")) or {}, _plain(config) or {}
+        diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
+        raise ValueError(f"train: resume checkpoint {str(path)!r} was trained with another {name} config; "
+                         f"differences (checkpoint, now): {diff}")
+    if task is not None and hp.get("task") not in (None, "", task):
+        raise ValueError(f"train: resume checkpoint {str(path)!r} was trained for task {hp.get('task')!r}, "
+                         f"not {task!r}")
+    return hp
+
+
+def export_weights(model: nn.Module, path: str | Path) -> Path:
+    """Write ``model``'s weights with :func:`~clg_layers.save_checkpoint`, atomically (temp file + ``os.replace``)."""
+    from ..models import save_checkpoint
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.safetensors")
+    try:
+        save_checkpoint(model, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _last_value(metrics: Mapping[str, Any]) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        try:
+            out[k] = float(v)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def train(
+    config: TrainConfig,
+    *,
+    model: nn.Module | None = None,
+    train_data: PairedImageFolder | SyntheticPairs | None = None,
+    val_data: ValidationPairs | None = None,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult:
+    """Train a model with Lightning and export its EMA weights.
+
+    Everything is checked (folders, pairs, image sizes, resume checkpoint)
+    before the Trainer starts. Writes ``OUT/checkpoints/last.ckpt``
+    (Lightning, for ``resume``), ``OUT/metrics.csv`` (CSV logger),
+    ``OUT/val_images/`` and ``OUT/MODEL-TASK.safetensors`` (EMA weights with
+    the model's name and config: ``clg_layers.build(name, checkpoint=...)``
+    and ``clg-layers restore`` load it).
+
+    Args:
+        config: The run's options.
+        model: A model to train instead of ``build(config.model, **config.model_args)``.
+        train_data: A source to use instead of ``config.train``.
+        val_data: Validation pairs to use instead of ``config.val``.
+        callbacks: Extra Lightning callbacks (e.g. early stopping, a learning-rate monitor).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ValueError, TypeError, FileNotFoundError: For bad options or data, before training starts.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from ..models import build
+    from .task import EMA, AtomicCheckpointIO, RestorationDataModule, RestorationTask
+
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"train: `config` must be a TrainConfig, got {type(config).__name__}")
+    config.validate()
+    out = Path(config.out)
+    schedule = config.patch_schedule()
+    # Data first: every problem with the folders surfaces before a model or a Trainer exists.
+    if train_data is None:
+        if config.train is None:
+            raise ValueError("train: no training data (`train` folder)")
+        train_data = _source(config, config.train, "training", schedule.max_patch)
+    if val_data is None and config.val is not None:
+        val_data = ValidationPairs(_source(config, config.val, "validation", 1), max_side=config.val_max_side,
+                                   seed=config.seed + 1)
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    if model is None:
+        model = build(config.model, **config.model_args)
+    resume = config.resume
+    if resume == "auto":
+        last = out / "checkpoints" / "last.ckpt"
+        resume = str(last) if last.is_file() else None
+    if resume is not None:
+        check_resume(resume, model, task=config.task)
+
+    task = RestorationTask(
+        model, loss=config.loss, lr=config.lr, weight_decay=config.weight_decay, warmup_steps=config.warmup_steps,
+        min_lr_ratio=config.min_lr_ratio, metric_channel=config.metric_channel, crop_border=config.crop_border,
+        log_images=config.log_images, image_dir=out / "val_images", task=config.task,
+    )
+    steps = config.max_steps if config.max_steps is not None else 10**9
+    data = RestorationDataModule(train_data, val_data, schedule=schedule, steps=steps, seed=config.seed,
+                                 num_workers=config.num_workers)
+    extra_callbacks = list(callbacks)
+    callbacks = []
+    if config.ema_decay > 0:
+        callbacks.append(EMA(config.ema_decay))
+    ckpt_cb = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
+                              every_n_train_steps=config.checkpoint_every or None, enable_version_counter=False)
+    callbacks.append(ckpt_cb)
+    callbacks.extend(extra_callbacks)
+    world = config.num_nodes * (config.devices if isinstance(config.devices, int) else 1)
+    multi = world > 1 or isinstance(config.devices, list) and len(config.devices) > 1
+    # find_unused_parameters=False: DDP then fails loudly if a model leaves a parameter out of the graph.
+    strategy: Any = DDPStrategy(find_unused_parameters=False) if multi else "auto"
+    val_every = config.val_every if config.val_every and val_data is not None else None
+    trainer = L.Trainer(
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=strategy,
+        precision=config.precision,
+        max_steps=config.max_steps if config.max_steps is not None else -1,
+        max_epochs=-1,
+        max_time={"minutes": config.max_minutes} if config.max_minutes is not None else None,
+        gradient_clip_val=config.grad_clip or None,
+        val_check_interval=min(val_every, steps) if val_every else None,
+        check_val_every_n_epoch=None if val_every else 1,
+        limit_val_batches=None if val_data is not None else 0,
+        num_sanity_val_steps=0,
+        logger=CSVLogger(out, name="", version=""),
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
+        log_every_n_steps=config.log_every,
+        enable_progress_bar=config.progress,
+        enable_model_summary=False,
+        default_root_dir=out,
+    )
+    start = time.perf_counter()
+    trainer.fit(task, datamodule=data, ckpt_path=resume, weights_only=True)
+    seconds = time.perf_counter() - start
+    name = config.export_name or f"{getattr(model, 'model_name', config.model)}-{config.task}.safetensors"
+    weights = out / name
+    if trainer.is_global_zero:
+        export_weights(task.model, weights)
+    last = out / "checkpoints" / "last.ckpt"
+    return TrainResult(out=out, weights=weights, last_checkpoint=last if last.is_file() else None,
+                       steps=trainer.global_step, seconds=seconds, metrics=_last_value(trainer.callback_metrics),
+                       model=task.model, rank=trainer.global_rank)
