@@ -52,6 +52,7 @@ __all__ = [
     "CONFIG_NOT_IN_WEIGHTS",
     "infer_config",
     "is_clginet_state_dict",
+    "load_strict",
     "model_from_state_dict",
     "prepare_state_dict",
 ]
@@ -407,6 +408,35 @@ def prepare_state_dict(state: Mapping[str, Any], model: torch.nn.Module) -> dict
     return plain
 
 
+def load_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], context: str) -> None:
+    """Load ``state`` into ``model`` if keys and shapes match exactly, else raise listing every difference.
+
+    Args:
+        model: The module to load into.
+        state: A state dict already in ``model``'s key layout (see :func:`prepare_state_dict`).
+        context: The start of the error message (who is loading what).
+
+    Raises:
+        ValueError: ``context`` followed by the missing, unexpected and
+            shape-mismatched keys.
+    """
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in state)
+    unexpected = sorted(k for k in state if k not in own)
+    mismatched = sorted(
+        f"{k}: state dict {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+    )
+    if missing or unexpected or mismatched:
+        msg = context
+        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+            if items:
+                msg += _checkpoint._listing(title, items)
+        raise ValueError(msg)
+    model.load_state_dict(dict(state))
+
+
 def model_from_state_dict(
     state: Mapping[str, Any], *, config: Mapping[str, Any] | None = None
 ) -> tuple[CLGINet, dict[str, torch.Tensor]]:
@@ -433,21 +463,7 @@ def model_from_state_dict(
     except (TypeError, ValueError) as err:
         raise ValueError(f"{_NAME}: the inferred configuration {cfg} is not a valid CLGINet: {err}") from None
     prepared = prepare_state_dict(state, model)
-    own = model.state_dict()
-    missing = sorted(k for k in own if k not in prepared)
-    unexpected = sorted(k for k in prepared if k not in own)
-    mismatched = sorted(
-        f"{k}: state dict {tuple(prepared[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own
-        if k in prepared and tuple(prepared[k].shape) != tuple(own[k].shape)
-    )
-    if missing or unexpected or mismatched:
-        msg = f"{_NAME}: the state dict looks like CLG-INet but fits no configuration; closest: {cfg}:"
-        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
-            if items:
-                msg += _checkpoint._listing(title, items)
-        raise ValueError(msg)
-    model.load_state_dict(prepared)
+    load_strict(model, prepared, f"{_NAME}: the state dict looks like CLG-INet but fits no configuration; closest: {cfg}:")
     model.model_name = _zoo_name(cfg)
     return model.eval(), prepared
 
