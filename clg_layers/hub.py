@@ -29,7 +29,14 @@ from .models.checkpoint import save_checkpoint
 from .models.clginet import CLGINet
 from .models.info import count_macs
 
-__all__ = ["CONFIG_NAME", "FORMAT_VERSION", "WEIGHTS_NAME", "from_pretrained", "push_to_hub", "save_pretrained"]
+__all__ = [
+    "CONFIG_NAME",
+    "FORMAT_VERSION",
+    "WEIGHTS_NAME",
+    "from_pretrained",
+    "push_to_hub",
+    "save_pretrained",
+]
 
 #: Version of the ``config.json`` layout this clg-layers writes and reads.
 FORMAT_VERSION = 1
@@ -93,8 +100,8 @@ def _card(
     lines += [
         f"# {name}",
         "",
-        "A CLG-INet image-restoration network (Jiang et al., ACM Multimedia 2023), saved with "
-        f"clg-layers {_version()}.",
+        "A CLG-INet image-restoration network (Jiang et al., ACM Multimedia 2023),",
+        f"saved with clg-layers {_version()}.",
         "",
         "## Architecture",
         "",
@@ -104,8 +111,8 @@ def _card(
         "",
         f"- Parameters: {params:,} ({params / 1e6:.2f} M)",
         f"- MACs for one 1×{model.in_chans}×256×256 image: {macs / 1e9:.2f} G",
-        f"- Input `(B, {model.in_chans}, H, W)`, output `(B, {model.out_chans}, H, W)`, any `H, W >= 1` "
-        "(the model pads internally)",
+        f"- Input `(B, {model.in_chans}, H, W)`, output `(B, {model.out_chans}, H, W)`, any `H, W >= 1`",
+        "  (the model pads internally)",
         "",
         "## Training data",
         "",
@@ -208,7 +215,13 @@ def save_pretrained(
     }
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     save_checkpoint(model, directory / WEIGHTS_NAME)
-    card = _card(model, training_data=data, metrics=dict(metrics or {}), card_data=dict(card_data or {}), license=license)
+    card = _card(
+        model,
+        training_data=data,
+        metrics=dict(metrics or {}),
+        card_data=dict(card_data or {}),
+        license=license,
+    )
     (directory / CARD_NAME).write_text(card, encoding="utf-8")
     return directory
 
@@ -273,12 +286,18 @@ def _load_directory(directory: Path) -> CLGINet:
     try:
         model = CLGINet(**config)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{fn}: {str(config_path)!r} holds an invalid CLGINet configuration: {err}") from None
+        raise ValueError(
+            f"{fn}: {str(config_path)!r} holds an invalid CLGINet configuration: {err}"
+        ) from None
     try:
         state = load_file(str(weights_path), device="cpu")
     except (SafetensorError, OSError) as err:
         raise ValueError(f"{fn}: cannot read {str(weights_path)!r} as safetensors: {err}") from None
-    load_strict(model, prepare_state_dict(state, model), f"{fn}: {str(weights_path)!r} does not fit {config_path.name}:")
+    load_strict(
+        model,
+        prepare_state_dict(state, model),
+        f"{fn}: {str(weights_path)!r} does not fit {config_path.name}:",
+    )
     model.model_name = name
     return model.eval()
 
@@ -338,7 +357,9 @@ def from_pretrained(
     if path.is_dir():
         return _load_directory(path)
     if path.exists():
-        raise FileNotFoundError(f"{fn}: {str(path)!r} is a file; expected a directory written by save_pretrained")
+        raise FileNotFoundError(
+            f"{fn}: {str(path)!r} is a file; expected a directory written by save_pretrained"
+        )
     repo_id = str(name_or_path)
     if isinstance(name_or_path, Path) or not _REPO_ID.match(repo_id):
         raise FileNotFoundError(f"{fn}: {repo_id!r} is neither an existing directory nor a Hub repository id")
@@ -354,8 +375,10 @@ def from_pretrained(
             library_name=_LIBRARY,
             library_version=_version(),
         )
-    except Exception as err:  # noqa: BLE001 - the Hub's many error types become one clear message
-        raise OSError(f"{fn}: cannot fetch {repo_id!r} from the Hugging Face Hub: {type(err).__name__}: {err}") from err
+    except Exception as err:  # the Hub's many error types become one clear message
+        raise OSError(
+            f"{fn}: cannot fetch {repo_id!r} from the Hugging Face Hub: {type(err).__name__}: {err}"
+        ) from err
     return _load_directory(Path(folder))
 
 
@@ -373,7 +396,10 @@ def push_to_hub(
     card_data: Mapping[str, Any] | None = None,
     license: str = "mit",
 ) -> str:
-    """Upload ``model`` to a Hugging Face Hub repository (created if needed) in the :func:`save_pretrained` layout.
+    """Upload ``model`` to a Hugging Face Hub repository (created if needed) in the Hub layout.
+
+    The files are those :func:`save_pretrained` writes, staged in a temporary
+    directory and uploaded in one commit.
 
     Args:
         model: The network to upload.

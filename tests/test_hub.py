@@ -43,7 +43,9 @@ def test_zoo_round_trip(name: str, tmp_path: Path) -> None:
     loaded = cl.from_pretrained(out)
     assert loaded.model_name == name and loaded.config == model.config and not loaded.training
     _same_outputs(loaded, model, 3)
-    assert cl.build(name, checkpoint=out / "model.safetensors").config == model.config  # the weights file alone
+    assert (
+        cl.build(name, checkpoint=out / "model.safetensors").config == model.config
+    )  # the weights file alone
 
 
 @st.composite
@@ -69,7 +71,9 @@ def _configs(draw: st.DrawFn) -> dict[str, Any]:
 
 @settings(max_examples=10)
 @given(cfg=_configs())
-def test_random_configurations_round_trip(cfg: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_random_configurations_round_trip(
+    cfg: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     model = wake(cl.CLGINet(**cfg), seed=2)
     loaded = cl.from_pretrained(cl.save_pretrained(model, tmp_path_factory.mktemp("hub")))
     assert loaded.config == model.config and loaded.model_name is None
@@ -111,19 +115,39 @@ def _edit_config(directory: Path, change: Any) -> None:
 @pytest.mark.parametrize(
     ("change", "exc", "message"),
     [
-        (lambda c: c.update(format_version=2, library_version="9.0.0"), ValueError,
-         r"has format_version 2, written by clg-layers 9.0.0; .* reads format_version <= 1"),
-        (lambda c: c.update(quantization={"bits": 4}, adapters=[]), ValueError,
-         r"has keys this clg-layers .* does not understand: \['adapters', 'quantization'\]"),
-        (lambda c: c["config"].update(norm="rms", act="silu"), ValueError,
-         r"has config keys CLGINet .* does not understand: \['act', 'norm'\]"),
+        (
+            lambda c: c.update(format_version=2, library_version="9.0.0"),
+            ValueError,
+            r"has format_version 2, written by clg-layers 9.0.0; .* reads format_version <= 1",
+        ),
+        (
+            lambda c: c.update(quantization={"bits": 4}, adapters=[]),
+            ValueError,
+            r"has keys this clg-layers .* does not understand: \['adapters', 'quantization'\]",
+        ),
+        (
+            lambda c: c["config"].update(norm="rms", act="silu"),
+            ValueError,
+            r"has config keys CLGINet .* does not understand: \['act', 'norm'\]",
+        ),
         (lambda c: c.pop("format_version"), ValueError, "has no integer `format_version`"),
         (lambda c: c.update(library="diffusers"), ValueError, "describes library 'diffusers'"),
         (lambda c: c["config"].update(dim=24), ValueError, r"model.safetensors' does not fit config.json:"),
-        (lambda c: c["config"].update(dim=7), ValueError, "invalid CLGINet configuration: .*`dim` must be even"),
+        (
+            lambda c: c["config"].update(dim=7),
+            ValueError,
+            "invalid CLGINet configuration: .*`dim` must be even",
+        ),
     ],
-    ids=["newer-format", "unknown-keys", "unknown-config-keys", "no-version", "other-library", "wrong-dim",
-         "invalid-config"],
+    ids=[
+        "newer-format",
+        "unknown-keys",
+        "unknown-config-keys",
+        "no-version",
+        "other-library",
+        "wrong-dim",
+        "invalid-config",
+    ],
 )
 def test_bad_config_json_is_refused(tmp_path: Path, change: Any, exc: type[Exception], message: str) -> None:
     directory = cl.save_pretrained(cl.build("clginet-tiny"), tmp_path / "m")
@@ -164,7 +188,11 @@ def test_old_dbpa_layout_loads(tmp_path: Path) -> None:
     model = wake(cl.build("clginet-tiny"), seed=3)
     directory = cl.save_pretrained(model, tmp_path / "m")
     state = model.state_dict()
-    other = detect._fused_layout(state) if any(".attn.q.weight" in k for k in state) else detect._split_layout(state)
+    other = (
+        detect._fused_layout(state)
+        if any(".attn.q.weight" in k for k in state)
+        else detect._split_layout(state)
+    )
     save_file({k: v.contiguous() for k, v in other.items()}, str(directory / "model.safetensors"))
     _same_outputs(cl.from_pretrained(directory), model, 3)
 
@@ -195,13 +223,18 @@ def test_from_hub_cache_offline(tmp_path: Path) -> None:
     loaded = cl.from_pretrained("someone/clginet-tiny-gray", cache_dir=cache, local_files_only=True)
     assert loaded.model_name == "clginet-tiny" and loaded.config == model.config
     _same_outputs(loaded, model, 1)
-    with pytest.raises(OSError, match="from_pretrained: cannot fetch 'someone/not-cached' from the Hugging Face Hub"):
+    with pytest.raises(
+        OSError, match="from_pretrained: cannot fetch 'someone/not-cached' from the Hugging Face Hub"
+    ):
         cl.from_pretrained("someone/not-cached", cache_dir=cache, local_files_only=True)
 
 
 def test_offline_env_and_lazy_imports(tmp_path: Path) -> None:
-    """In fresh processes: HF_HUB_OFFLINE + HF_HUB_CACHE resolve a repo id from the cache; importing clg_layers
-    imports neither spandrel nor (when it is absent) huggingface_hub, and both integrations say what to install."""
+    """Fresh processes: HF_HUB_OFFLINE + HF_HUB_CACHE resolve a repo id from the cache.
+
+    Importing clg_layers imports neither spandrel nor (when absent) huggingface_hub, and both
+    integrations say what to install.
+    """
     pytest.importorskip("huggingface_hub")
     model = wake(cl.build("clginet-tiny"), seed=5)
     source = cl.save_pretrained(model, tmp_path / "src")
@@ -213,13 +246,18 @@ def test_offline_env_and_lazy_imports(tmp_path: Path) -> None:
 import sys, torch
 import clg_layers
 assert "spandrel" not in sys.modules, "import clg_layers imported spandrel"
-io = torch.load({str(tmp_path / 'io.pt')!r}, weights_only=True)
+io = torch.load({str(tmp_path / "io.pt")!r}, weights_only=True)
 m = clg_layers.from_pretrained("someone/clginet-tiny")
 with torch.no_grad():
     assert torch.equal(m(io["x"]), io["y"])
 print("offline ok")
 """
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "cache"),
+        "OMP_NUM_THREADS": "1",
+    }
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0 and "offline ok" in out.stdout, out.stderr
     code = f"""
@@ -265,7 +303,9 @@ class _FakeApi:
         folder = Path(kwargs["folder_path"])
         staged = {p.name: p.read_bytes() for p in folder.iterdir()}
         self.calls.append(("upload_folder", {**kwargs, "staged": staged}))
-        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{kwargs['repo_id']}/commit/abc"})()
+        return type(
+            "CommitInfo", (), {"commit_url": f"https://huggingface.co/{kwargs['repo_id']}/commit/abc"}
+        )()
 
 
 def test_push_to_hub_stages_the_layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -273,13 +313,22 @@ def test_push_to_hub_stages_the_layout(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(hub, "HfApi", _FakeApi)
     _FakeApi.calls = []
     model = wake(cl.build("clginet-tiny"), seed=6)
-    url = cl.push_to_hub(model, "someone/clginet-tiny-denoise", private=True, token="hf_x", metrics={"PSNR": 31.0})
+    url = cl.push_to_hub(
+        model, "someone/clginet-tiny-denoise", private=True, token="hf_x", metrics={"PSNR": 31.0}
+    )
     assert url == "https://huggingface.co/someone/clginet-tiny-denoise/commit/abc"
     kinds = [c[0] for c in _FakeApi.calls]
     assert kinds == ["init", "create_repo", "upload_folder"] and _FakeApi.calls[0][1]["token"] == "hf_x"
     create, upload = _FakeApi.calls[1][1], _FakeApi.calls[2][1]
-    assert create == {"repo_id": "someone/clginet-tiny-denoise", "private": True, "exist_ok": True, "repo_type": "model"}
-    assert upload["repo_id"] == "someone/clginet-tiny-denoise" and upload["commit_message"] == "Upload CLG-INet"
+    assert create == {
+        "repo_id": "someone/clginet-tiny-denoise",
+        "private": True,
+        "exist_ok": True,
+        "repo_type": "model",
+    }
+    assert (
+        upload["repo_id"] == "someone/clginet-tiny-denoise" and upload["commit_message"] == "Upload CLG-INet"
+    )
     staged = upload["staged"]
     assert sorted(staged) == ["README.md", "config.json", "model.safetensors"]
     assert b"| PSNR | 31.0 |" in staged["README.md"]
@@ -293,12 +342,20 @@ def test_push_to_hub_stages_the_layout(tmp_path: Path, monkeypatch: pytest.Monke
 @pytest.mark.parametrize(
     ("kwargs", "exc", "message"),
     [
-        ({"repo_id": "a/b/c"}, ValueError, r"push_to_hub: `repo_id` must be 'namespace/name' or 'name', got 'a/b/c'"),
+        (
+            {"repo_id": "a/b/c"},
+            ValueError,
+            r"push_to_hub: `repo_id` must be 'namespace/name' or 'name', got 'a/b/c'",
+        ),
         ({"repo_id": ""}, ValueError, "`repo_id` must be"),
         ({"repo_id": 42}, ValueError, "`repo_id` must be"),
         ({"repo_id": "a/b", "commit_message": " "}, ValueError, "`commit_message` must be a non-empty str"),
         ({"repo_id": "a/b", "private": "yes"}, TypeError, "`private` must be a bool or None"),
-        ({"repo_id": "a/b", "model": torch.nn.Identity()}, TypeError, "push_to_hub: `model` must be a clg_layers.CLGINet"),
+        (
+            {"repo_id": "a/b", "model": torch.nn.Identity()},
+            TypeError,
+            "push_to_hub: `model` must be a clg_layers.CLGINet",
+        ),
     ],
     ids=["three-parts", "empty", "not-str", "empty-message", "private-str", "not-clginet"],
 )

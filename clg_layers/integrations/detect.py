@@ -104,14 +104,16 @@ def _strip(key: str) -> str:
 
 
 def _plain(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Unwrap ``params_ema``/``params``/... and drop ``module.``/``_orig_mod.`` prefixes (no copies of tensors)."""
+    """Unwrap ``params_ema``/``params``/... and drop ``module.``/``_orig_mod.`` prefixes."""
     while isinstance(state, Mapping):
         nested = next((k for k in _checkpoint.WRAPPER_KEYS if isinstance(state.get(k), Mapping)), None)
         if nested is None:
             break
         state = state[nested]
     if not isinstance(state, Mapping):
-        raise TypeError(f"{_NAME}: expected a state dict (a mapping of names to tensors), got {type(state).__name__}")
+        raise TypeError(
+            f"{_NAME}: expected a state dict (a mapping of names to tensors), got {type(state).__name__}"
+        )
     return {_strip(str(k)): v for k, v in state.items()}
 
 
@@ -173,17 +175,25 @@ def _branches(state: Mapping[str, Any], block: str) -> tuple[bool, bool]:
 
 
 def _expansion(hidden: list[int], widths: tuple[int, ...], stored: object) -> float:
-    """An expansion ``e`` with ``max(round(e · w), 1) == E`` at every level: ``stored`` if it fits, else the shortest decimal."""
+    """An ``e`` with ``max(round(e · w), 1) == E`` at every level.
+
+    ``stored`` if it fits, else the shortest decimal that does.
+    """
 
     def fits(e: float) -> bool:
         return all(max(round(e * w), 1) == h for w, h in zip(widths, hidden))
 
-    if isinstance(stored, (int, float)) and not isinstance(stored, bool) and stored > 0 and fits(float(stored)):
+    if (
+        isinstance(stored, (int, float))
+        and not isinstance(stored, bool)
+        and stored > 0
+        and fits(float(stored))
+    ):
         return float(stored)
-    # Python's round() sends x.5 to the even neighbour, so the bounds are only a search window; fits() decides.
+    # round() sends x.5 to the even neighbour, so the bounds are only a search window; fits() decides.
     lo = max((h - 0.5) / w if h > 1 else 0.0 for w, h in zip(widths, hidden))
     hi = min((h + 0.5) / w for w, h in zip(widths, hidden))
-    for digits in range(0, 9):
+    for digits in range(9):
         step = 10**digits
         first, last = math.floor(lo * step), math.ceil(hi * step)
         for n in range(max(first, 1), min(last, first + 1000) + 1):
@@ -205,7 +215,9 @@ def _cnn_groups(state: Mapping[str, Any], widths: tuple[int, ...], blocks: list[
         else:
             shape = _shape(state, conv + ".0.weight", "the CNN layer's grouped convolution")
             if len(shape) != 4 or shape[1] < 1 or width % shape[1]:
-                raise ValueError(f"{_NAME}: {conv + '.0.weight'!r} has shape {shape}, not (width, width / groups, k, k)")
+                raise ValueError(
+                    f"{_NAME}: {conv + '.0.weight'!r} has shape {shape}, not (width, width / groups, k, k)"
+                )
             groups.append(width // shape[1])
     if len(set(groups)) == 1 and (groups[0] == 1 or any(g != w for g, w in zip(groups, widths))):
         return groups[0]
@@ -342,7 +354,7 @@ def infer_config(state: Mapping[str, Any], *, config: Mapping[str, Any] | None =
 
 
 def _split_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Fused ``attn.qkv``/``attn.qkv_dw`` → separate ``q``/``k``/``v`` modules; 1×1 conv weights → linear."""
+    """Fused ``attn.qkv``/``attn.qkv_dw`` → separate ``q``/``k``/``v`` modules; 1×1 convs → linear."""
     migrate = getattr(_checkpoint, "migrate_state_dict", None)
     if migrate is not None:
         return dict(migrate(state)[0])
@@ -364,7 +376,7 @@ def _split_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _fused_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Separate ``q``/``k``/``v`` modules → fused ``attn.qkv``/``attn.qkv_dw``; linear weights → 1×1 conv."""
+    """Separate ``q``/``k``/``v`` modules → fused ``attn.qkv``/``attn.qkv_dw``; linear → 1×1 convs."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         head, sep, tail = key.rpartition(".attn.")
@@ -430,7 +442,11 @@ def load_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], conte
     )
     if missing or unexpected or mismatched:
         msg = context
-        for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
+        for title, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", mismatched),
+        ):
             if items:
                 msg += _checkpoint._listing(title, items)
         raise ValueError(msg)
@@ -463,7 +479,11 @@ def model_from_state_dict(
     except (TypeError, ValueError) as err:
         raise ValueError(f"{_NAME}: the inferred configuration {cfg} is not a valid CLGINet: {err}") from None
     prepared = prepare_state_dict(state, model)
-    load_strict(model, prepared, f"{_NAME}: the state dict looks like CLG-INet but fits no configuration; closest: {cfg}:")
+    load_strict(
+        model,
+        prepared,
+        f"{_NAME}: the state dict looks like CLG-INet but fits no configuration; closest: {cfg}:",
+    )
     model.model_name = _zoo_name(cfg)
     return model.eval(), prepared
 

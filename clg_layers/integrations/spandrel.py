@@ -31,9 +31,9 @@ from typing import Any
 try:
     import spandrel
     from spandrel import (
+        Architecture,
         ArchRegistry,
         ArchSupport,
-        Architecture,
         ImageModelDescriptor,
         ModelTiling,
         SizeRequirements,
