@@ -134,6 +134,7 @@ def test_files_through_model_loader_and_load_file(tmp_path: Path) -> None:
         assert d.architecture.id == ARCH_ID and d.input_channels == 1
         assert d.model.config["window_size"] == 8  # spandrel passes tensors only: the default
     d = load_file(st_path)  # reads the clg_layers.config metadata too
+    assert d.model.model_name == "clginet-tiny" and "clginet-tiny" not in d.tags  # in_chans=1: not the variant
     assert d.model.config == model.config
     _same_outputs(d.model, model, 1)
     assert load_file(pth_path, config={"window_size": 4}).model.config == model.config

@@ -161,6 +161,8 @@ def load_file(path: str | Path, *, config: Mapping[str, Any] | None = None) -> I
     """
     path = Path(path)
     state = _checkpoint._read_state(path)
-    _, stored = _checkpoint.read_checkpoint_config(path)
-    arch = register()
-    return arch.load_with_config(state, config={**stored, **(config or {})})
+    name, stored = _checkpoint.read_checkpoint_config(path)
+    descriptor = register().load_with_config(state, config={**stored, **(config or {})})
+    if name is not None:  # the zoo name the file was saved under, recorded as build() does
+        descriptor.model.model_name = name
+    return descriptor
