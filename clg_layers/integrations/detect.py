@@ -219,7 +219,7 @@ def _cnn_groups(state: Mapping[str, Any], widths: tuple[int, ...], blocks: list[
                     f"{_NAME}: {conv + '.0.weight'!r} has shape {shape}, not (width, width / groups, k, k)"
                 )
             groups.append(width // shape[1])
-    if len(set(groups)) == 1 and (groups[0] == 1 or any(g != w for g, w in zip(groups, widths))):
+    if len(set(groups)) == 1:  # widths double per level, so this is never "depthwise everywhere"
         return groups[0]
     if groups == list(widths):
         return 0
