@@ -188,11 +188,10 @@ def test_old_dbpa_layout_loads(tmp_path: Path) -> None:
     model = wake(cl.build("clginet-tiny"), seed=3)
     directory = cl.save_pretrained(model, tmp_path / "m")
     state = model.state_dict()
-    other = (
-        detect._fused_layout(state)
-        if any(".attn.q.weight" in k for k in state)
-        else detect._split_layout(state)
-    )
+    if any(".attn.q.weight" in k for k in state):
+        other = detect._fused_layout(state)
+    else:
+        other = detect._split_layout(state, {k: tuple(v.shape) for k, v in state.items()})
     save_file({k: v.contiguous() for k, v in other.items()}, str(directory / "model.safetensors"))
     _same_outputs(cl.from_pretrained(directory), model, 3)
 

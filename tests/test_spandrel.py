@@ -134,25 +134,27 @@ def test_files_through_model_loader_and_load_file(tmp_path: Path) -> None:
         assert d.architecture.id == ARCH_ID and d.input_channels == 1
         assert d.model.config["window_size"] == 8  # spandrel passes tensors only: the default
     d = load_file(st_path)  # reads the clg_layers.config metadata too
-    assert d.model.model_name == "clginet-tiny" and "clginet-tiny" not in d.tags  # in_chans=1: not the variant
+    assert (
+        d.model.model_name == "clginet-tiny" and "clginet-tiny" not in d.tags
+    )  # in_chans=1: not the variant
     assert d.model.config == model.config
     _same_outputs(d.model, model, 1)
     assert load_file(pth_path, config={"window_size": 4}).model.config == model.config
 
 
 def test_both_dbpa_key_layouts() -> None:
+    """The fused ``attn.qkv`` layout of 0.2.0 and separate ``q``/``k``/``v`` modules both load."""
     model = wake(cl.build("clginet-tiny"), seed=6)
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     state = model.state_dict()
-    fused = detect._fused_layout(state) if any(".attn.q.weight" in k for k in state) else state
-    split = detect._split_layout(state) if fused is state else state
-    assert any(k.endswith("attn.qkv.weight") for k in fused) and not any(
-        k.endswith("attn.q.weight") for k in fused
-    )
-    assert any(k.endswith("attn.q.weight") for k in split) and not any(
-        k.endswith("attn.qkv.weight") for k in split
-    )
+    fused_model = any(k.endswith("attn.qkv.weight") for k in own)
+    fused = state if fused_model else detect._fused_layout(state)
+    split = detect._split_layout(state, own) if fused_model else state
+    assert not any(k.endswith("attn.q.weight") for k in fused)
+    assert fused["encoders.0.0.transformer.attn.qkv.weight"].shape == (48, 16, 1, 1)
+    assert fused["encoders.0.0.transformer.ffn.fc1.weight"].shape == (64, 16, 1, 1)
+    assert not any(k.endswith("attn.qkv.weight") for k in split)
     assert split["encoders.0.0.transformer.attn.q.weight"].shape == (16, 16)
-    assert split["encoders.0.0.transformer.ffn.fc1.weight"].ndim == 2
     for layout in (fused, split):
         d = _load(dict(layout))
         assert d.architecture.id == ARCH_ID
@@ -289,4 +291,3 @@ def test_register_is_idempotent_and_takes_a_registry() -> None:
     assert isinstance(arch, CLGINetArch) and len(registry) == 1 and register(registry) is arch
     with pytest.raises(TypeError, match="register: `registry` must be a spandrel ArchRegistry, got dict"):
         register({})  # type: ignore[arg-type]
-

@@ -27,7 +27,7 @@ example the ``clg_layers.config`` metadata that
 defaults, except that ``global_residual`` is ``False`` when
 ``in_chans != out_chans`` (the only value that network allows).
 
-Both key layouts of DBPA load: the fused ``attn.qkv`` / ``attn.qkv_dw``
+Both key layouts load: the fused ``attn.qkv`` / ``attn.qkv_dw`` (and GNFF ``fc1``)
 convolutions of clg-layers 0.2.0 and separate ``attn.q``/``k``/``v`` (and
 ``q_dw``/``k_dw``/``v_dw``) modules; the state dict is converted to the layout
 the installed :class:`~clg_layers.CLGINet` uses.
@@ -353,45 +353,83 @@ def infer_config(state: Mapping[str, Any], *, config: Mapping[str, Any] | None =
 # --------------------------------------------------------------------------------------------------
 
 
-def _split_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Fused ``attn.qkv``/``attn.qkv_dw`` → separate ``q``/``k``/``v`` modules; 1×1 convs → linear."""
+_LINEAR = (
+    ".attn.proj.weight",
+    ".ffn.fc1.weight",
+    ".ffn.fc2.weight",
+)  # 1×1 conv (out, in, 1, 1) ↔ linear (out, in)
+
+
+def _split_layout(
+    state: dict[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]] | None = None
+) -> dict[str, torch.Tensor]:
+    """Fused ``attn.qkv``/``attn.qkv_dw`` → separate ``q``/``k``/``v`` modules; 1×1 convs → linear.
+
+    Uses the library's ``migrate_state_dict`` where this clg-layers has it.
+    Otherwise GNFF's ``fc1`` becomes ``fc1_a``/``fc1_b`` if ``expected`` (the
+    target model's keys and shapes) has those, and a linear ``fc1`` if not.
+    """
     migrate = getattr(_checkpoint, "migrate_state_dict", None)
     if migrate is not None:
+        if expected is not None and "expected" in inspect.signature(migrate).parameters:
+            return dict(migrate(state, expected=expected)[0])
         return dict(migrate(state)[0])
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         head, sep, tail = key.rpartition(".attn.")
+        ffn_head, ffn_sep, ffn_tail = key.rpartition(".ffn.")
         if sep and tail in ("qkv.weight", "qkv.bias", "qkv_dw.weight", "qkv_dw.bias"):
             name, kind = tail.split(".")
             suffix = "_dw" if name == "qkv_dw" else ""
             for part, piece in zip("qkv", value.chunk(3)):
-                if kind == "weight" and not suffix:
-                    piece = piece.flatten(1)
-                out[f"{head}.attn.{part}{suffix}.{kind}"] = piece
-        elif key.endswith((".attn.proj.weight", ".ffn.fc1.weight", ".ffn.fc2.weight")) and value.ndim == 4:
+                out[f"{head}.attn.{part}{suffix}.{kind}"] = (
+                    piece.flatten(1) if kind == "weight" and not suffix else piece
+                )
+        elif (
+            ffn_sep
+            and ffn_tail in ("fc1.weight", "fc1.bias")
+            and f"{ffn_head}.ffn.fc1_a.weight" in (expected or {})
+        ):
+            kind = ffn_tail.split(".")[1]
+            for part, piece in zip(("fc1_a", "fc1_b"), value.chunk(2)):
+                out[f"{ffn_head}.ffn.{part}.{kind}"] = piece.flatten(1) if kind == "weight" else piece
+        elif key.endswith(_LINEAR) and value.ndim == 4:
             out[key] = value.flatten(1)
         else:
             out[key] = value
     return out
 
 
+def _fuse(state: dict[str, torch.Tensor], key: str, companions: list[str]) -> torch.Tensor:
+    parts = [state.get(k) for k in companions]
+    if any(p is None for p in parts):
+        missing = [k for k, p in zip(companions, parts) if p is None]
+        raise ValueError(f"{_NAME}: {key!r} comes without {missing}")
+    return torch.cat(parts)  # type: ignore[arg-type]
+
+
 def _fused_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Separate ``q``/``k``/``v`` modules → fused ``attn.qkv``/``attn.qkv_dw``; linear → 1×1 convs."""
+    """Split ``q``/``k``/``v`` and ``fc1_a``/``fc1_b`` → fused ``qkv``, ``qkv_dw``, ``fc1``; linear → 1×1."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         head, sep, tail = key.rpartition(".attn.")
         name, _, kind = tail.partition(".")
+        ffn_head, ffn_sep, ffn_tail = key.rpartition(".ffn.")
+        ffn_name, _, ffn_kind = ffn_tail.partition(".")
         if sep and name in ("q", "k", "v", "q_dw", "k_dw", "v_dw") and kind in ("weight", "bias"):
             suffix = "_dw" if name.endswith("_dw") else ""
             if name[0] == "q":
-                parts = [state.get(f"{head}.attn.{p}{suffix}.{kind}") for p in "qkv"]
-                if any(p is None for p in parts):
-                    raise ValueError(f"{_NAME}: {key!r} comes without all of its k/v companions")
-                fused = torch.cat(parts)  # type: ignore[arg-type]
-                if kind == "weight" and not suffix:
-                    fused = fused[:, :, None, None]
-                out[f"{head}.attn.qkv{suffix}.{kind}"] = fused
-        elif key.endswith((".attn.proj.weight", ".ffn.fc1.weight", ".ffn.fc2.weight")) and value.ndim == 2:
+                fused = _fuse(state, key, [f"{head}.attn.{p}{suffix}.{kind}" for p in "qkv"])
+                out[f"{head}.attn.qkv{suffix}.{kind}"] = (
+                    fused[:, :, None, None] if kind == "weight" and not suffix else fused
+                )
+        elif ffn_sep and ffn_name in ("fc1_a", "fc1_b") and ffn_kind in ("weight", "bias"):
+            if ffn_name == "fc1_a":
+                fused = _fuse(state, key, [f"{ffn_head}.ffn.{p}.{ffn_kind}" for p in ("fc1_a", "fc1_b")])
+                out[f"{ffn_head}.ffn.fc1.{ffn_kind}"] = (
+                    fused[:, :, None, None] if ffn_kind == "weight" else fused
+                )
+        elif key.endswith(_LINEAR) and value.ndim == 2:
             out[key] = value[:, :, None, None]
         else:
             out[key] = value
@@ -399,7 +437,7 @@ def _fused_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def prepare_state_dict(state: Mapping[str, Any], model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Unwrap, strip prefixes and convert DBPA's key layout to the one ``model`` uses.
+    """Unwrap, strip prefixes and convert DBPA's (and GNFF's) key layout to the one ``model`` uses.
 
     Args:
         state: A CLG-INet state dict in either layout (wrappers and prefixes allowed).
@@ -409,12 +447,12 @@ def prepare_state_dict(state: Mapping[str, Any], model: torch.nn.Module) -> dict
         A new dict (the tensors are shared, reshaped views or concatenations).
     """
     plain = _plain(state)
-    own = model.state_dict().keys()
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     wants_fused = any(k.endswith("." + _FUSED) for k in own)
     has_fused = any(k.endswith("." + _FUSED) for k in plain)
     has_split = any(k.endswith("." + _SPLIT) for k in plain)
     if has_fused and not wants_fused:
-        return _split_layout(plain)
+        return _split_layout(plain, own)
     if has_split and wants_fused:
         return _fused_layout(plain)
     return plain
