@@ -409,7 +409,7 @@ def _fuse(state: dict[str, torch.Tensor], key: str, companions: list[str]) -> to
 
 
 def _fused_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Split ``q``/``k``/``v`` and ``fc1_a``/``fc1_b`` → fused ``qkv``, ``qkv_dw``, ``fc1``; linear → 1×1."""
+    """Split ``q``/``k``/``v``, ``fc1_a``/``fc1_b`` → fused ``qkv``, ``qkv_dw``, ``fc1``; linear → 1×1."""
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         head, sep, tail = key.rpartition(".attn.")
