@@ -27,6 +27,9 @@ from .models import (
 )
 from .tiled import tiled_forward
 
+# Last: hub.py reads __version__ lazily and imports huggingface_hub only when a repository is fetched or pushed.
+from .hub import from_pretrained, push_to_hub, save_pretrained  # noqa: E402
+
 __version__ = "0.2.0"
 
 __all__ = [
@@ -39,14 +42,17 @@ __all__ = [
     "benchmark",
     "build",
     "count_macs",
+    "from_pretrained",
     "list_models",
     "load_checkpoint",
     "matmul_peak_gmacs",
     "migrate_state_dict",
     "model_info",
+    "push_to_hub",
     "read_checkpoint_config",
     "register_model",
     "save_checkpoint",
+    "save_pretrained",
     "tiled_forward",
     "CNNLayer",
     "ChannelAttention",
