@@ -59,12 +59,15 @@ def paired_models(old: ModuleType, name: str, seed: int) -> tuple[torch.nn.Modul
 
 
 def round_robin(fns: dict[str, Callable[[], None]], repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Time every function ``repeats`` times, alternating, and which goes first each round."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
+    order = list(fns.items())
     for _ in range(repeats):
-        for key, fn in fns.items():
+        order.reverse()  # no version always runs right after the other
+        for key, fn in order:
             t0 = time.perf_counter()
             fn()
             times[key].append(time.perf_counter() - t0)
@@ -75,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, required=True, help="directory holding the older clg_layers")
     parser.add_argument("--model", default="clginet-base")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[256, 512])
     parser.add_argument("--train-size", type=int, default=128)
     parser.add_argument("--train-batch", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)

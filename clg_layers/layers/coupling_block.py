@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_input
-from ._shapes import reusable_output
+from ._shapes import reusable_output, to_nchw, to_tokens
 from .cnn_layer import CNNLayer
 from .transformer_layer import TransformerLayer
 
@@ -75,9 +75,12 @@ class CouplingBlock(nn.Module):
             spatial=spatial,
             channel=channel,
         )
-        self.fuse: nn.Conv2d | None = None
+        # The 1×1 convolution over [c₁, t], as an nn.Linear over the channels of the
+        # token layout: a matrix product, whose backward is a plain GEMM too (oneDNN's
+        # 1×1 convolution backward took about 5 % of a training step more).
+        self.fuse: nn.Linear | None = None
         if coupling == "concat":
-            self.fuse = nn.Conv2d(2 * dim, dim, 1)
+            self.fuse = nn.Linear(2 * dim, dim)
             nn.init.zeros_(self.fuse.weight)
             nn.init.zeros_(self.fuse.bias)
         self.cnn2 = CNNLayer(dim, kernel_size=cnn_kernel_size, reduction=reduction, groups=cnn_groups)
@@ -95,11 +98,11 @@ class CouplingBlock(nn.Module):
         c1 = self.cnn1(x)
         t = self.transformer(c1)
         if self.fuse is not None:
-            # u = t + Conv1×1([c₁, t]): on channels_last maps the concatenation is
-            # channels_last too, and the 1×1 convolution one matrix product over it.
-            y = self.fuse(torch.cat((c1, t), dim=1))
+            # u = t + Conv1×1([c₁, t]) on channels_last maps: the token views are free,
+            # the concatenation one copy, the projection one matrix product.
+            y = to_nchw(self.fuse(torch.cat((to_tokens(c1), to_tokens(t)), dim=-1)))
             fits = y.dtype == torch.promote_types(t.dtype, y.dtype)
-            # Into the convolution's fresh output when nothing else holds it; not under
+            # Into the projection's fresh output when nothing else holds it; not under
             # autocast (a half-precision y would drop the residual stream's precision).
             t = y.add_(t) if fits and reusable_output(self.fuse) else t + y
         return self.cnn2(t)

@@ -58,10 +58,11 @@ def migrate_state_dict(
 
     clg-layers 0.2.0 held DBPA's query, key and value as one ``qkv`` 1×1
     convolution (``3C`` outputs) and one ``qkv_dw`` depthwise convolution, and
-    the 1×1 projections of DBPA and GNFF as ``nn.Conv2d`` weights
-    ``(out, in, 1, 1)``. Since 0.3.0 they are separate modules (``q``, ``k``,
-    ``v``, ``q_dw``, ``k_dw``, ``v_dw``, GNFF's ``fc1_a`` and ``fc1_b``) and
-    the projections ``nn.Linear`` weights ``(out, in)``. The values are the
+    the 1×1 projections of DBPA, GNFF and the coupling connection (``fuse``)
+    as ``nn.Conv2d`` weights ``(out, in, 1, 1)``. Since 0.3.0 they are
+    separate modules (``q``, ``k``, ``v``, ``q_dw``, ``k_dw``, ``v_dw``,
+    GNFF's ``fc1_a`` and ``fc1_b``) and the projections ``nn.Linear``
+    weights ``(out, in)``. The values are the
     same numbers, split and reshaped; outputs are unchanged.
 
     Args:
@@ -103,13 +104,16 @@ def migrate_state_dict(
             new, parts, flat = [f"{base}{n}.{leaf}" for n in ("fc1_a", "fc1_b")], 2, True
             note = "GNFF `ffn.fc1` (one 2E-wide 1×1 convolution) -> `ffn.fc1_a`, `ffn.fc1_b` (nn.Linear)"
         elif (
-            (parent.endswith("attn") and name == "proj" or parent.endswith("ffn") and name == "fc2")
+            (parent.endswith("attn") and name == "proj" or parent.endswith("ffn") and name == "fc2" or name == "fuse")
             and leaf == "weight"
             and value.ndim == 4
             and value.shape[2:] == (1, 1)
         ):
             new, parts, flat = [key], 1, True
-            note = "DBPA `attn.proj` and GNFF `ffn.fc2` 1×1 convolution weights (out, in, 1, 1) -> nn.Linear (out, in)"
+            note = (
+                "DBPA `attn.proj`, GNFF `ffn.fc2` and the coupling `fuse` 1×1 convolution weights "
+                "(out, in, 1, 1) -> nn.Linear (out, in)"
+            )
         split = _split(value, parts, flat) if new is not None else []
         if new is None or not fits(key, new, split):
             out[key] = value
