@@ -41,17 +41,21 @@ class ChannelAttention(SEModule):
         self.dim = dim
         self.reduction = reduction
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
         """Rescale the channels of ``x``.
 
         Args:
             x: Feature map of shape ``(B, C, H, W)``.
+            inplace: Rescale ``x`` itself and return it (for callers that own a
+                buffer nothing else reads, such as :class:`~clg_layers.CNNLayer`
+                in inference); the default returns a new tensor.
 
         Returns:
             Tensor of shape ``(B, C, H, W)``.
         """
         check_input("ChannelAttention", x, self.dim)
-        return x * self.weights(x)
+        w = self.weights(x)
+        return x.mul_(w) if inplace else x * w
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """The per-channel attention weights, without applying them.

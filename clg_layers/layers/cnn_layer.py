@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ._checks import check_divisible, check_input, check_int
-from ._shapes import reusable_output
+from ._shapes import hooked, reusable_output
 from .channel_attention import ChannelAttention
 from .layer_scale import LayerScale2d
 
@@ -73,12 +73,15 @@ class CNNLayer(nn.Module):
         # Eager inference writes the GELU, the channel rescaling and the residual
         # sum into buffers the layer itself created (when no hook holds them):
         # fewer fresh full-size maps per call (fresh large buffers cost page faults).
-        if reusable_output(self.conv_a):
+        if reusable_output(self.conv_a) and not hooked(self.act):
             h = torch.ops.aten.gelu_(h, approximate=self.act.approximate)
         else:
             h = self.act(h)
-        y = self.attn(self.conv_b(h))
+        y = self.conv_b(h)
         del h
+        # The channel rescaling in place on conv_b's output, unless a hook could see
+        # either (a hook on `attn` receives that buffer as its input).
+        y = self.attn(y, inplace=reusable_output(self.conv_b) and not hooked(self.attn))
         fits = y.dtype == torch.promote_types(torch.promote_types(x.dtype, y.dtype), self.scale.gamma.dtype)
         # x + γ ⊙ y in one fused pass. Not into y under autocast, where y is half
         # precision and x is not: that would drop the residual stream to half precision.
