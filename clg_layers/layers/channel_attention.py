@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from timm.layers import SEModule
+from torch import nn
 
 from ._checks import check_input, check_int
 
@@ -38,6 +39,10 @@ class ChannelAttention(SEModule):
         reduction = check_int("ChannelAttention", "reduction", reduction)
         # int / int: exact for huge ``reduction`` (1.0 / 10**400 overflows converting it to float).
         super().__init__(dim, rd_ratio=1 / reduction)
+        # timm's SEModule applies its ReLU in place, on fc1's output: a forward hook
+        # that kept that output would find it changed. The map is (B, C/r, 1, 1), so
+        # the out-of-place ReLU costs nothing measurable.
+        self.act = nn.ReLU()
         self.dim = dim
         self.reduction = reduction
 
