@@ -199,3 +199,66 @@ def test_onnxruntime_matches_eager(
         ref = model(x).numpy()
     assert out.shape == ref.shape
     assert np.abs(out - ref).max() <= MAX_ABS_DIFF
+
+
+# --------------------------------------------------------------------------------------------------
+# Named dimensions with ranges: the matrix of example sizes × dimension styles × run sizes
+# --------------------------------------------------------------------------------------------------
+
+# 40×56 is a multiple of 8 (no input padding), 37×45 is not; both have several windows at level 0.
+NAMED_EXAMPLES = [(40, 56), (37, 45)]
+# Sizes that are and are not multiples of 8 and of the window (8), below the window size and
+# below 8 (padded up to the 16×16 minimum), and sizes where a level holds exactly one window.
+NAMED_RUN_SIZES = [(33, 71), (40, 56), (37, 45), (8, 8), (2, 3), (16, 17), (64, 64), (9, 130)]
+
+
+def _named(lo: int) -> tuple[dict[int, Dim], ...]:
+    return ({2: Dim("H", min=lo, max=512), 3: Dim("W", min=lo, max=512)},)
+
+
+@pytest.fixture(scope="module", params=NAMED_EXAMPLES, ids=[f"example{h}x{w}" for h, w in NAMED_EXAMPLES])
+def named_export(request: pytest.FixtureRequest, model: nn.Module) -> tuple[nn.Module, ort.InferenceSession]:
+    """``clginet-tiny`` exported with ``Dim("H", min=2, max=512)`` / ``Dim("W", ...)``, and its ONNX model."""
+    with size_oblivious():
+        program = torch.export.export(model, (image(*request.param),), dynamic_shapes=_named(2))
+    for size in (program.range_constraints[s.node.expr] for s in _input_sizes(program)):
+        assert (size.lower, size.upper) == (2, 512)  # the requested range, not narrowed by a guard
+    proto = torch.onnx.export(program, dynamo=True, verbose=False).model_proto
+    onnx.checker.check_model(proto)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return program.module(), session
+
+
+def _input_sizes(program: torch.export.ExportedProgram) -> list[torch.SymInt]:
+    x_node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == "x")
+    return list(x_node.meta["val"].shape[2:])
+
+
+@pytest.mark.parametrize("size", NAMED_RUN_SIZES, ids=[f"{h}x{w}" for h, w in NAMED_RUN_SIZES])
+def test_named_dimension_export_and_onnx_match_eager(
+    model: nn.Module, named_export: tuple[nn.Module, ort.InferenceSession], size: tuple[int, int]
+) -> None:
+    module, session = named_export
+    x = image(*size, seed=3)
+    with torch.no_grad():
+        ref = model(x)
+        out = module(x)
+    (onnx_out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert out.shape == ref.shape == x.shape
+    assert (out - ref).abs().max().item() <= MAX_ABS_DIFF
+    assert np.abs(onnx_out - ref.numpy()).max() <= MAX_ABS_DIFF
+
+
+def test_named_range_from_two_pixels_serves_the_smallest_images() -> None:
+    """H, W from 2 (below 8 and the window): tiny images are mirrored up to 16×16 like any small one.
+
+    A range from 1 is refused by torch itself: a 1×1 input is a special case of
+    its memory-format checks (guard ``H·W != 1``), before any of the model runs.
+    """
+    model = wake(cl.build("clginet-tiny", dim=8, depths=(1, 1, 1, 1), num_heads=1)).eval()
+    with size_oblivious():
+        program = torch.export.export(model, (image(5, 7),), dynamic_shapes=_named(2))
+    for size in [(2, 2), (2, 9), (23, 2), (17, 16)]:
+        x = image(*size)
+        with torch.no_grad():
+            assert (program.module()(x) - model(x)).abs().max().item() <= MAX_ABS_DIFF
