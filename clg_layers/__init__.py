@@ -30,7 +30,7 @@ from .tiled import tiled_forward
 # Last: hub.py reads __version__ lazily and imports huggingface_hub only when a repository is fetched or pushed.
 from .hub import from_pretrained, push_to_hub, save_pretrained  # noqa: E402
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "BenchmarkReport",

@@ -157,3 +157,44 @@ def test_safetensors_whose_header_length_starts_like_a_pickle(tmp_path: Path) ->
     name, config = cl.read_checkpoint_config(path)
     assert name is None or name == "clginet-tiny"
     assert config["in_chans"] == 1
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_checkpoint_written_by_0_2_0_loads_and_gives_its_outputs(tmp_path: Path) -> None:
+    """A checkpoint saved by clg-layers 0.2.0 (fused ``qkv``, 1×1 ``Conv2d`` projections) still loads.
+
+    ``tests/data`` holds one written by 0.2.0's own code, with the output 0.2.0
+    computed for a fixed input: the migrated model must reproduce it.
+    """
+    from safetensors.torch import load_file
+
+    path = DATA / "clginet-0.2.0-layout.safetensors"
+    model = cl.build("clginet-tiny", checkpoint=path).eval()  # name and config from the file's metadata
+    ref = load_file(DATA / "clginet-0.2.0-reference.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(model(ref["input"]), ref["output"], rtol=1e-5, atol=1e-5)
+    report = cl.load_checkpoint(model, path)
+    assert report.missing == report.unexpected == report.mismatched == []
+    assert any("attn.qkv" in note for note in report.migrated)
+    assert any("fc1_a" in note for note in report.migrated)
+    assert cl.load_checkpoint(model, cl.save_checkpoint(model, tmp_path / "new.safetensors")).migrated == []
+
+
+def test_migration_leaves_other_models_alone() -> None:
+    """Keys that merely look like 0.2.0's are not rewritten for a model that has them as they are."""
+
+    class Foreign(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = torch.nn.Module()
+            self.attn.qkv = torch.nn.Conv2d(4, 12, 1)
+            self.attn.proj = torch.nn.Conv2d(4, 4, 1)
+
+    model = Foreign()
+    state = {k: torch.randn(v.shape) for k, v in model.state_dict().items()}
+    migrated, notes = cl.migrate_state_dict(state, expected={k: v.shape for k, v in model.state_dict().items()})
+    assert notes == [] and set(migrated) == set(state)
+    upgraded, notes = cl.migrate_state_dict(state)  # without `expected`: the 0.2.0 mapping applies
+    assert {"attn.q.weight", "attn.k.weight", "attn.v.weight"} <= set(upgraded) and notes
