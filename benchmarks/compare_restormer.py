@@ -87,7 +87,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     """One allocator setting: every latency, the peak, the train steps (runs in a fresh process)."""
     import torch
 
-    from clg_layers.benchmark import matmul_peak_gmacs
+    from clg_layers.tools.benchmark import matmul_peak_gmacs
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

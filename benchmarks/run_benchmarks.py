@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from clg_layers.benchmark import (
+from clg_layers.tools.benchmark import (
     BenchmarkReport,
     BenchmarkResult,
     benchmark,

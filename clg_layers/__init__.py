@@ -1,6 +1,6 @@
 """clg-layers: the building blocks of CLG-INet (Jiang et al., ACM MM 2023) for PyTorch."""
 
-from .benchmark import BenchmarkReport, BenchmarkResult, benchmark, matmul_peak_gmacs
+from .tools.benchmark import BenchmarkReport, BenchmarkResult, benchmark, matmul_peak_gmacs
 from .layers import (
     COUPLING_MODES,
     DBPA,
@@ -25,10 +25,10 @@ from .models import (
     register_model,
     save_checkpoint,
 )
-from .tiled import tiled_forward
+from .tools.tiled import tiled_forward
 
 # Last: hub.py reads __version__ lazily and imports huggingface_hub only when a repository is fetched or pushed.
-from .hub import from_pretrained, push_to_hub, save_pretrained  # noqa: E402
+from .integrations.hub import from_pretrained, push_to_hub, save_pretrained  # noqa: E402
 
 __version__ = "0.3.0"
 

@@ -60,10 +60,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_restore(args: argparse.Namespace) -> int:
     import torch
 
-    from .io import read_image, write_image
+    from .tools.io import read_image, write_image
     from .models import build
     from .models.registry import _builder
-    from .tiled import tiled_forward
+    from .tools.tiled import tiled_forward
 
     try:
         _builder(args.name)
@@ -192,7 +192,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.tile < 0 or args.overlap < 0 or (args.tile and args.overlap >= args.tile):
         return _error(f"need --tile >= 0 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}", EXIT_USAGE)
     from .data import PairedImageFolder, ValidationPairs
-    from .io import ImageData, write_image
+    from .tools.io import ImageData, write_image
     from .training import PAIR_LAYOUTS, evaluate, find_pairs
 
     pairs = find_pairs(args.data)
@@ -233,9 +233,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``clg-layers`` argument parser (``bench`` is forwarded to :mod:`clg_layers.benchmark`)."""
+    """The ``clg-layers`` argument parser (``bench`` is forwarded to :mod:`clg_layers.tools.benchmark`)."""
     from .demo import build_parser as demo_parser
-    from .io import DEFAULT_MAX_PIXELS
+    from .tools.io import DEFAULT_MAX_PIXELS
 
     parser = argparse.ArgumentParser(
         prog="clg-layers",
@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``clg-layers`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "bench":
-        from .benchmark import main as bench_main
+        from .tools.benchmark import main as bench_main
 
         return bench_main(argv[1:], prog="clg-layers bench")
     args = build_parser().parse_args(argv)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import clg_layers as cl
-from clg_layers.benchmark import (
+from clg_layers.tools.benchmark import (
     ALLOCATOR_ENV_VARS,
     BenchmarkReport,
     BenchmarkResult,

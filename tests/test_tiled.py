@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import clg_layers as cl
-from clg_layers.tiled import tiled_forward
+from clg_layers.tools.tiled import tiled_forward
 from conftest import wake
 
 

@@ -80,7 +80,7 @@ def load_image(path: str | Path, *, channels: int = 3) -> torch.Tensor:
         FileNotFoundError: If ``path`` does not exist.
         ValueError: If the file is unreadable, truncated or of an unsupported mode.
     """
-    from ..io import read_image
+    from ..tools.io import read_image
 
     if channels not in (1, 3):
         raise ValueError(f"load_image: `channels` must be 1 or 3, got {channels!r}")

@@ -6,7 +6,7 @@
   :func:`~clg_layers.integrations.spandrel.register` (needs the ``spandrel``
   extra, imported only when that module is).
 
-The Hugging Face Hub layout lives in :mod:`clg_layers.hub`; ``torch.hub``
+The Hugging Face Hub layout lives in :mod:`clg_layers.integrations.hub`; ``torch.hub``
 reads ``hubconf.py`` at the repository root.
 """
 

@@ -150,7 +150,7 @@ def evaluate(
     Returns:
         An :class:`EvalReport`.
     """
-    from ..tiled import tiled_forward
+    from ..tools.tiled import tiled_forward
 
     was_training = model.training
     model = model.to(device).eval()

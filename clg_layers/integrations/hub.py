@@ -24,10 +24,10 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .integrations.detect import load_strict, prepare_state_dict
-from .models.checkpoint import save_checkpoint
-from .models.clginet import CLGINet
-from .models.info import count_macs
+from ..integrations.detect import load_strict, prepare_state_dict
+from ..models.checkpoint import save_checkpoint
+from ..models.clginet import CLGINet
+from ..models.info import count_macs
 
 __all__ = [
     "CONFIG_NAME",
@@ -59,7 +59,7 @@ _CITATION = """@inproceedings{jiang2023clginet,
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

@@ -6,7 +6,7 @@ returns a :class:`BenchmarkReport`: one :class:`BenchmarkResult` row per size
 training step and the utilisation of the device's dense-matmul peak) plus the
 environment the numbers were taken in. The same runs from the command line::
 
-    python -m clg_layers.benchmark clginet-tiny clginet-small --sizes 128 256 --threads 2 --json out.json
+    python -m clg_layers.tools.benchmark clginet-tiny clginet-small --sizes 128 256 --threads 2 --json out.json
 
 What the numbers mean:
 
@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers._checks import check_bool, check_int
+from ..layers._checks import check_bool, check_int
 
 try:  # POSIX only
     import resource
@@ -422,7 +422,7 @@ def _resolve_sizes(sizes: Any) -> list[tuple[int, int]]:
 
 def _resolve_model(model: Any) -> tuple[str, nn.Module | None]:
     """The display name and, for a module, the module itself (a zoo name is built later)."""
-    from .models import list_models
+    from ..models import list_models
 
     if isinstance(model, str):
         known = list_models()
@@ -544,7 +544,7 @@ def _measure(
     module: nn.Module, runner: nn.Module, name: str, size: tuple[int, int], opts: _Options, *, isolated: bool
 ) -> BenchmarkResult:
     """Benchmark one input size in this process. ``module`` is eager and on the device, in eval mode."""
-    from .models import count_macs
+    from ..models import count_macs
 
     device = torch.device(opts.device)
     sync = _synchronizer(device)
@@ -642,7 +642,7 @@ def _run_in_process(
 # --------------------------------------------------------------------------------------------------
 
 _WORKER_CODE = (
-    "import sys; from clg_layers.benchmark import _worker_main; "
+    "import sys; from clg_layers.tools.benchmark import _worker_main; "
     "raise SystemExit(_worker_main(sys.argv[1], sys.argv[2]))"
 )
 _ERRORS: dict[str, type[Exception]] = {"ValueError": ValueError, "TypeError": TypeError}
@@ -691,7 +691,7 @@ def _run_isolated(
 
 def _worker_main(spec_path: str, out_path: str) -> int:
     """Entry point of an isolated child: run the measurement described in ``spec_path``."""
-    from .models import build
+    from ..models import build
 
     spec = json.loads(Path(spec_path).read_text())
     opts = _Options(**spec["options"])
@@ -743,7 +743,7 @@ def benchmark_environment(device: str | torch.device = "cpu") -> dict[str, Any]:
         ``None``) and ``matmul_peak_gmacs`` / ``matmul_peak_dtype`` (``None``
         until a peak is recorded).
     """
-    from . import __version__
+    from .. import __version__
 
     dev = _resolve_device("benchmark_environment", device)
     return {
@@ -909,7 +909,7 @@ def benchmark(
             results = [_run_isolated(model, name, size, opts) for size in size_list]
         else:
             if module is None:
-                from .models import build
+                from ..models import build
 
                 module = build(name)
             results = _run_in_process(module, name, size_list, opts, isolated=False)
@@ -940,7 +940,7 @@ def _parse_size(text: str) -> int | tuple[int, int]:
 
 def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=prog or "python -m clg_layers.benchmark",
+        prog=prog or "python -m clg_layers.tools.benchmark",
         description="Benchmark clg_layers zoo models: latency, throughput, G MAC/s, peak memory, "
         "training step.",
     )
@@ -970,7 +970,7 @@ def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
     Args:
         argv: Arguments without the program name; ``None`` reads ``sys.argv[1:]``.
         prog: Program name shown in usage and error messages (e.g. ``"clg-layers bench"``
-            when forwarded from another command); ``None`` means ``python -m clg_layers.benchmark``.
+            when forwarded from another command); ``None`` means ``python -m clg_layers.tools.benchmark``.
 
     Returns:
         The exit code: 0 on success, 2 for usage errors (bad options, unknown

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from .layers._checks import check_bool, check_input, check_int
+from ..layers._checks import check_bool, check_input, check_int
 
 __all__ = ["tiled_forward"]
 
@@ -191,7 +191,7 @@ def tiled_forward(
 
     Example:
         >>> import torch, clg_layers
-        >>> from clg_layers.tiled import tiled_forward
+        >>> from clg_layers.tools.tiled import tiled_forward
         >>> model = clg_layers.build("clginet-tiny").eval()
         >>> y = tiled_forward(model, torch.rand(1, 3, 100, 150), tile=64, overlap=16)
         >>> y.shape
