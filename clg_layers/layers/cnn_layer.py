@@ -35,7 +35,9 @@ class CNNLayer(nn.Module):
     pointwise 1×1 convolution when grouped) starts at zero instead. A fresh
     layer is then the identity, yet that convolution gets a gradient at the
     first step and the rest of the branch from the second (a zero ``γ`` would
-    scale every branch weight's gradient by zero).
+    scale every branch weight's gradient by zero). The channel attention's
+    reduction bias starts at zero too, so its ReLU units are not dead while
+    its input is still near zero.
 
     Args:
         dim: Number of channels ``C``.
@@ -64,6 +66,10 @@ class CNNLayer(nn.Module):
         last = self.conv_b[-1] if isinstance(self.conv_b, nn.Sequential) else self.conv_b
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
+        # The channel attention then first sees a near-zero map, where each reduction unit is just its
+        # bias: a zero bias (not a random one, negative for half the units) keeps its ReLUs from all
+        # starting dead.
+        nn.init.zeros_(self.attn.fc1.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer.
