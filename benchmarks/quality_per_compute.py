@@ -260,6 +260,30 @@ def table(results: list[dict[str, Any]], specs: list[str]) -> str:
     return "\n".join(out)
 
 
+def at_seconds(results: list[dict[str, Any]], specs: list[str], seconds: float) -> str:
+    """An RST grid of the held-out PSNR each spec had reached after ``seconds`` of training CPU time.
+
+    Read off the curves of fixed-step runs (the last evaluation at or before
+    ``seconds``): every model then had the same compute, but a model whose
+    run was longer was still early in its cosine schedule there.
+    """
+    rows = [("model", "steps done", "PSNR (dB), mean", "per seed")]
+    for spec in specs:
+        runs = sorted((r for r in results if r["spec"] == spec), key=lambda r: r["seed"])
+        if not runs:
+            continue
+        points = [max((p for p in r["curve"] if p["seconds"] <= seconds), key=lambda p: p["step"]) for r in runs]
+        rows.append((f"``{spec}``", f"{statistics.mean(p['step'] for p in points):.0f}",
+                     f"{statistics.mean(p['psnr'] for p in points):.2f}", " / ".join(f"{p['psnr']:.2f}" for p in points)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out = [line]
+    for i, row in enumerate(rows):
+        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+        out.append(line.replace("-", "=") if i == 0 else line)
+    return "\n".join(out)
+
+
 def plot(results: list[dict[str, Any]], specs: list[str], path: str) -> None:
     """Held-out PSNR against steps and against training CPU seconds, mean over seeds."""
     import matplotlib
@@ -309,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="append results to this JSON file (runs already in it are skipped)")
     parser.add_argument("--plot", help="write the PSNR-vs-steps/seconds plot here (needs matplotlib)")
     parser.add_argument("--tag", default="", help="label stored with the results (e.g. 'equal-time')")
+    parser.add_argument("--at-seconds", type=float, help="also tabulate PSNR after this much training CPU time")
     args = parser.parse_args(argv)
 
     results: list[dict[str, Any]] = []
@@ -329,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.json).write_text(json.dumps(results, indent=1))
     mine = [r for r in results if r.get("tag", "") == args.tag]
     print(table(mine, args.models))
+    if args.at_seconds:
+        print(at_seconds(mine, args.models, args.at_seconds))
     if args.plot:
         plot(mine, args.models, args.plot)
     return 0
