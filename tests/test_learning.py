@@ -51,4 +51,4 @@ def test_tiny_learns_to_denoise() -> None:
         restored = model(held_noisy).clamp(0, 1)
     gain = _psnr(restored, held_clean) - _psnr(held_noisy, held_clean)
     print(f"PSNR gain: fresh {fresh_gain:.2f} dB, after 120 steps {gain:.2f} dB")
-    assert gain > 4.0
+    assert gain > 7.0  # measured 9.1 dB with the current start (the 0.2.0 start needed a 4 dB bar)
