@@ -34,11 +34,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def wake(module: nn.Module, seed: int = 0) -> nn.Module:
     """Give every zero-started parameter a random, realistically sized value.
 
-    Residual branches start at zero (a fresh block is the identity), which
-    would make equivalence and gradient tests pass trivially; this turns the
-    branches on so the tests exercise them. Weights get PyTorch's default conv
-    initialisation, layer scales a value in [0.2, 0.6], other vectors one in
-    [-0.1, 0.1].
+    Residual branches start at zero through their zero-initialised last
+    projection (a fresh block is the identity), which would make equivalence
+    and gradient tests pass trivially; this turns the branches on so the tests
+    exercise them. Zero weights get PyTorch's default conv initialisation,
+    zero layer scales (none in a fresh model: they start at one) a value in
+    [0.2, 0.6], other zero vectors one in [-0.1, 0.1].
     """
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():

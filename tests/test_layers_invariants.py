@@ -39,6 +39,10 @@ def test_hgu_batch_independence() -> None:
 def test_fresh_block_is_identity(name: str) -> None:
     """Residual branches start at zero, so a fresh block passes its input through unchanged."""
     m = SINGLE_INPUT[name](8)
+    # The zero is in each branch's last projection, not in its layer scale (which starts at one,
+    # so that the branch's weights get gradients from the first steps).
+    gammas = [p for n, p in m.named_parameters() if n.endswith("gamma")]
+    assert gammas and all(torch.equal(g, torch.ones_like(g)) for g in gammas)
     x = torch.randn(2, 8, 9, 10)
     torch.testing.assert_close(m(x), x, rtol=0, atol=0)
 

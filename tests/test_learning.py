@@ -1,7 +1,9 @@
 """The network learns: a short denoising run beats the noisy input by a clear margin.
 
-A behaviour test, not a timing test: ~1 minute on 2 cores. A fresh model is the
-identity (gain 0 dB), so an untrained or broken model cannot pass.
+A behaviour test, not a timing test: ~1 minute on 2 cores. Every block of a fresh
+model is the identity and its output convolution is small, so a fresh model gains
+about nothing over the noisy input (checked below): an untrained or broken model
+cannot pass.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def test_tiny_learns_to_denoise() -> None:
     g = torch.Generator().manual_seed(0)
     sigma = 25 / 255
     model = cl.build("clginet-tiny")
+    held_clean = _images(8, 64, torch.Generator().manual_seed(123))  # held out, and a size never trained on
+    held_noisy = held_clean + sigma * torch.randn(held_clean.shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        fresh_gain = _psnr(model(held_noisy).clamp(0, 1), held_clean) - _psnr(held_noisy, held_clean)
+    assert fresh_gain < 1.0, f"a fresh model already denoises ({fresh_gain:.2f} dB): the test would be vacuous"
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     for _ in range(120):
         clean = _images(8, 48, g)
@@ -40,10 +47,8 @@ def test_tiny_learns_to_denoise() -> None:
         loss.backward()
         opt.step()
     model.eval()
-    clean = _images(8, 64, torch.Generator().manual_seed(123))  # held out, and a size never trained on
-    noisy = clean + sigma * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        restored = model(noisy).clamp(0, 1)
-    gain = _psnr(restored, clean) - _psnr(noisy, clean)
-    print(f"PSNR gain after 120 steps: {gain:.2f} dB")
-    assert gain > 4.0
+        restored = model(held_noisy).clamp(0, 1)
+    gain = _psnr(restored, held_clean) - _psnr(held_noisy, held_clean)
+    print(f"PSNR gain: fresh {fresh_gain:.2f} dB, after 120 steps {gain:.2f} dB")
+    assert gain > 7.0  # measured 9.1 dB with the current start (the 0.2.0 start needed a 4 dB bar)

@@ -51,10 +51,27 @@ def test_base_matches_paper_and_is_lighter_than_restormer() -> None:
     assert info.macs < 0.75 * RESTORMER_GMACS_256 * 1e9
 
 
-def test_fresh_network_is_identity_and_metadata() -> None:
+def test_fresh_network_blocks_are_identity_and_metadata() -> None:
+    """Every block of a fresh network is the identity; the default-init head makes the whole a small perturbation."""
     model = cl.build("clginet-tiny")
     x = torch.rand(2, 3, 21, 10)
-    torch.testing.assert_close(model(x), x, rtol=0, atol=0)
+    seen: list[str] = []
+
+    def check(name: str):  # noqa: ANN202
+        def hook(module: torch.nn.Module, args: tuple[torch.Tensor], out: torch.Tensor) -> None:
+            torch.testing.assert_close(out, args[0], rtol=0, atol=0, msg=f"fresh block {name} is not the identity")
+            seen.append(name)
+
+        return hook
+
+    for name, m in model.named_modules():
+        if isinstance(m, cl.CouplingBlock):
+            m.register_forward_hook(check(name))
+    with torch.no_grad():
+        y = model(x)
+    assert len(seen) == sum(isinstance(m, cl.CouplingBlock) for m in model.modules()) > 0
+    # Not the identity (the head is at its default init), but close to it.
+    assert not torch.equal(y, x) and (y - x).abs().mean() < 0.2
     for attr in ("size_multiple", "in_chans", "out_chans", "supports_half", "supports_bf16", "model_name"):
         assert hasattr(model, attr)
     assert model.model_name == "clginet-tiny"
@@ -80,20 +97,87 @@ def test_grayscale_and_other_channel_counts() -> None:
         gray(torch.rand(1, 3, 8, 8))
 
 
+def _last_projections(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The zero-started last projection of every residual branch."""
+    lasts: list[torch.nn.Module] = []
+    for m in model.modules():
+        if isinstance(m, cl.CNNLayer):
+            lasts.append(m.conv_b[-1] if isinstance(m.conv_b, torch.nn.Sequential) else m.conv_b)
+        elif isinstance(m, cl.TransformerLayer):
+            lasts += [m.attn.proj, m.ffn.fc2]
+        elif isinstance(m, cl.CouplingBlock) and m.fuse is not None:
+            lasts.append(m.fuse)
+    return lasts
+
+
 def test_every_parameter_gets_gradient() -> None:
-    """A fresh network is the identity: step 1 moves the zero-started head, step 2 the branch
-    scales, and from step 3 on every parameter gets a gradient."""
+    """Step 1 already moves the head, every branch's last projection and every layer scale; from
+    step 2 on every parameter gets a gradient."""
     model = cl.build("clginet-tiny")
+    lasts = _last_projections(model)
+    assert lasts and all(not m.weight.any() for m in lasts)
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     x = torch.rand(2, 3, 20, 28)
+    for step in range(2):
+        opt.zero_grad()
+        (model(x) - x.flip(-1)).square().mean().backward()
+        if step == 0:
+            first = [model.head.weight, *(m.weight for m in lasts)]
+            assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in first)
+            opt.step()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+
+
+ABLATIONS = [
+    dict(fusion="add"),
+    dict(spatial=False),
+    dict(channel=False),
+    dict(coupling="none"),
+    dict(fusion="add", coupling="none", spatial=False),
+]
+
+
+@pytest.mark.parametrize("overrides", ABLATIONS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_ablations_train_and_round_trip(overrides: dict, tmp_path) -> None:  # noqa: ANN001
+    """Every ablation builds, every parameter it has gets a gradient, and its config survives a checkpoint."""
+    model = cl.build("clginet-tiny", **overrides)
+    for key, value in overrides.items():
+        assert model.config[key] == value
+    if overrides.get("fusion") == "add":
+        assert model.fusions is None and not any(isinstance(m, cl.HybridGatedUnit) for m in model.modules())
+    if "spatial" in overrides or "channel" in overrides:
+        attn = [m for m in model.modules() if isinstance(m, cl.DBPA)]
+        assert attn and all((a.spatial, a.channel) == (overrides.get("spatial", True), overrides.get("channel", True))
+                            for a in attn)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = torch.rand(2, 3, 16, 24)
     for step in range(3):
         opt.zero_grad()
         (model(x) - x.flip(-1)).square().mean().backward()
         if step < 2:
             opt.step()
     for name, p in model.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), name
-        assert p.grad.abs().sum() > 0, f"{name} has an all-zero gradient"
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{overrides}: {name} got no gradient"
+    path = cl.save_checkpoint(model, tmp_path / "ablation.safetensors")
+    loaded = cl.build("clginet-tiny", checkpoint=path)
+    assert loaded.config == model.config
+    loaded.eval(), model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_fusion_add_adds_the_same_level_skip() -> None:
+    """``fusion="add"``: each decoder level gets its upsampled input plus the skip at its own level."""
+    model = wake(cl.build("clginet-tiny", fusion="add")).eval()
+    got: list[tuple[int, torch.Size]] = []
+    for i, decoder in enumerate(model.decoders):
+        decoder.register_forward_pre_hook(lambda m, args, i=i: got.append((i, args[0].shape)))
+    with torch.no_grad():
+        model(torch.rand(1, 3, 32, 32))
+    # decoders run deepest first: level 2 (4C, 8×8), level 1 (2C, 16×16), level 0 (C, 32×32)
+    assert [tuple(s) for _, s in got] == [(1, 64, 8, 8), (1, 32, 16, 16), (1, 16, 32, 32)]
 
 
 def test_grad_checkpointing_same_outputs_and_grads() -> None:
@@ -189,6 +273,9 @@ def test_registry_user_variant_duplicate_and_suggestions() -> None:
         (dict(depths="1111"), TypeError, "`depths` must be an int or a sequence"),
         (dict(cnn_groups=5), ValueError, "`cnn_groups` (5) must divide every level width"),
         (dict(coupling="sum"), ValueError, "`coupling` must be one of"),
+        (dict(fusion="sum"), ValueError, "CLGINet: `fusion` must be one of"),
+        (dict(spatial=False, channel=False), ValueError, "CLGINet: at least one of `spatial` and `channel`"),
+        (dict(spatial=1), TypeError, "CLGINet: `spatial`"),
     ],
 )
 def test_bad_network_config(kwargs: dict, exc: type[Exception], msg: str) -> None:

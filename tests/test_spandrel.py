@@ -218,7 +218,6 @@ def _mixed_groups(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         (_mixed_groups, "fit neither one `cnn_groups`"),
         (lambda s: {**s, "head.weight": torch.zeros(3, 12, 3, 3)}, "with the same dim"),
         (lambda s: {**s, "extra.weight": torch.zeros(1)}, r"unexpected keys \(1\): extra.weight"),
-        (lambda s: {k: v for k, v in s.items() if ".attn.gate." not in k}, "only the channel branch"),
         (
             lambda s: _drop(s, "encoders.1.0.transformer.attn.gate."),
             "branches differ between 'encoders.0.0' and 'encoders.1.0'",
@@ -237,7 +236,6 @@ def _mixed_groups(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         "mixed-groups",
         "head-dim",
         "extra-key",
-        "one-branch",
         "mixed-branches",
     ],
 )
@@ -245,6 +243,13 @@ def test_inconsistent_state_dicts_are_refused(corrupt: Callable[[dict], dict], m
     state = corrupt(cl.build("clginet-tiny").state_dict())
     with pytest.raises(ValueError, match=message):
         _load(state)
+
+
+def test_one_branch_state_dict_loads_as_that_ablation() -> None:
+    """CLGINet builds one-branch DBPA (``channel=False``): such weights are detected, not refused."""
+    model = cl.build("clginet-tiny", spatial=False)
+    d = _load(model.state_dict())
+    assert d.model.config["spatial"] is False and d.model.config["channel"] is True
 
 
 def _nafnet() -> torch.nn.Module:

@@ -30,9 +30,14 @@ class CNNLayer(nn.Module):
 
     Two ``k×k`` convolutions with a GELU between them, then squeeze-and-excitation
     channel attention (:class:`ChannelAttention`), added back to the input.
-    ``γ`` is a learnable per-channel scale that starts at zero, so a fresh
-    layer is the identity and a deep stack trains from the first step
-    (ConvNeXt's layer scale, NAFNet's β).
+    ``γ`` is a learnable per-channel scale (ConvNeXt's layer scale, NAFNet's β)
+    that starts at one; the branch's last convolution (``conv_b``, its
+    pointwise 1×1 convolution when grouped) starts at zero instead. A fresh
+    layer is then the identity, yet that convolution gets a gradient at the
+    first step and the rest of the branch from the second (a zero ``γ`` would
+    scale every branch weight's gradient by zero). The channel attention's
+    reduction bias starts at zero too, so its ReLU units are not dead while
+    its input is still near zero.
 
     Args:
         dim: Number of channels ``C``.
@@ -57,7 +62,14 @@ class CNNLayer(nn.Module):
         self.act = nn.GELU()
         self.conv_b = _spatial_conv(dim, kernel_size, groups)
         self.attn = ChannelAttention(dim, reduction=reduction)
-        self.scale = LayerScale2d(dim, init_values=0.0)
+        self.scale = LayerScale2d(dim, init_values=1.0)
+        last = self.conv_b[-1] if isinstance(self.conv_b, nn.Sequential) else self.conv_b
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        # The channel attention then first sees a near-zero map, where each reduction unit is just its
+        # bias: a zero bias (not a random one, negative for half the units) keeps its ReLUs from all
+        # starting dead.
+        nn.init.zeros_(self.attn.fc1.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer.

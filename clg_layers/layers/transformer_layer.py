@@ -21,7 +21,10 @@ class TransformerLayer(nn.Module):
     ``x ← x + DropPath(γ₁ ⊙ DBPA(LN(x)))``, then
     ``x ← x + DropPath(γ₂ ⊙ GNFF(LN(x)))``. ``LN`` normalises over channels at
     every pixel; ``γ₁, γ₂`` are per-channel scales (:class:`LayerScale`) that
-    start at zero, so a fresh layer is the identity.
+    start at one. The last projection of each branch (DBPA's ``proj``, GNFF's
+    ``fc2``) starts at zero, so a fresh layer is the identity while those
+    projections get a gradient from the first step, and the rest of each
+    branch from the second.
 
     The layer computes in channels-last token layout ``(B, H, W, C)``, where the
     channel LayerNorm is timm's ``LayerNorm`` over the last axis (as in timm's
@@ -87,10 +90,15 @@ class TransformerLayer(nn.Module):
         if drop_path >= 1.0:
             raise ValueError(f"TransformerLayer: `drop_path` must be in [0, 1), got {drop_path}")
         self.norm1 = LayerNorm(dim)
-        self.scale1 = LayerScale(dim, init_values=0.0)
+        self.scale1 = LayerScale(dim, init_values=1.0)
         self.norm2 = LayerNorm(dim)
         self.ffn = GNFF(dim, expansion=expansion)
-        self.scale2 = LayerScale(dim, init_values=0.0)
+        self.scale2 = LayerScale(dim, init_values=1.0)
+        # Each branch ends in a zero projection: the layer starts as the identity.
+        for last in (self.attn.proj, self.ffn.fc2):
+            nn.init.zeros_(last.weight)
+            if last.bias is not None:
+                nn.init.zeros_(last.bias)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,10 @@ from ..layers._checks import check_bool, check_choice, check_input, check_int, c
 from ..layers._shapes import crop, known_zero, restore_format
 from .registry import register_model
 
-__all__ = ["CLGINet", "clginet_base", "clginet_small", "clginet_tiny"]
+__all__ = ["CLGINet", "FUSION_MODES", "clginet_base", "clginet_small", "clginet_tiny"]
+
+#: Accepted values of ``CLGINet(fusion=...)``.
+FUSION_MODES: tuple[str, ...] = ("hgu", "add")
 
 _LEVELS = 4  # three encoder levels and the bottleneck
 _SIZE_MULTIPLE = 2 ** (_LEVELS - 1)  # what three 2× downsamplings need
@@ -87,9 +90,15 @@ class CLGINet(nn.Module):
     (mirrored, as reflect padding, also when the image is smaller than the
     pad) to a multiple of 8 and the output cropped back.
 
-    The output convolution starts at zero, and so does every residual branch
-    inside the blocks, so a fresh network with a global residual returns its
-    input unchanged and learns from the first step.
+    Every residual branch inside the blocks starts at zero (its last
+    projection is zero-initialised, its layer scale is one), so every block of
+    a fresh network is the identity. The output convolution keeps PyTorch's
+    default initialisation, so that the layers before it get a gradient from
+    the first step: a fresh network with a global residual is therefore *not*
+    the identity but returns its input plus a small perturbation, a
+    convolution of the (otherwise linear-and-gated) features of the embedding
+    (on natural images about 10⁻² in mean absolute value; see "How branches
+    start" in the design notes).
 
     Args:
         in_chans: Channels of the input image (1 for grayscale, 3 for RGB, ...).
@@ -108,6 +117,13 @@ class CLGINet(nn.Module):
         cnn_groups: Groups of the CNN layers' convolutions; ``0`` means
             depthwise-separable (``groups`` equal to each level's width).
         coupling: Coupling-connection mode of every block (``"concat"`` or ``"none"``).
+        fusion: How each decoder level merges the upsampled decoder feature with
+            the encoder features: ``"hgu"`` (a :class:`~clg_layers.HybridGatedUnit`
+            over all three encoder levels, the paper's) or ``"add"`` (the
+            upsampled feature plus the same-level skip, no fusion modules: an
+            ablation).
+        spatial: Use DBPA's spatial (window) projection in every block.
+        channel: Use DBPA's channel (transposed) projection in every block.
 
     Shape:
         - Input: ``(B, in_chans, H, W)``, any ``H, W >= 1``
@@ -139,6 +155,9 @@ class CLGINet(nn.Module):
         global_residual: bool = True,
         cnn_groups: int = 1,
         coupling: str = "concat",
+        fusion: str = "hgu",
+        spatial: bool = True,
+        channel: bool = True,
     ) -> None:
         super().__init__()
         owner = "CLGINet"
@@ -164,6 +183,11 @@ class CLGINet(nn.Module):
         kernel_size = check_int(owner, "kernel_size", kernel_size, odd=True)
         expansion = check_positive_float(owner, "expansion", expansion)
         coupling = str(check_choice(owner, "coupling", coupling, COUPLING_MODES))
+        fusion = str(check_choice(owner, "fusion", fusion, FUSION_MODES))
+        spatial = check_bool(owner, "spatial", spatial)
+        channel = check_bool(owner, "channel", channel)
+        if not (spatial or channel):
+            raise ValueError(f"{owner}: at least one of `spatial` and `channel` must be True, got both False")
         if dim % 2:
             raise ValueError(f"{owner}: `dim` must be even (downsampling halves it before PixelUnshuffle), got {dim}")
         widths = tuple(dim * 2**level for level in range(_LEVELS))
@@ -188,6 +212,9 @@ class CLGINet(nn.Module):
             global_residual=global_residual,
             cnn_groups=cnn_groups,
             coupling=coupling,
+            fusion=fusion,
+            spatial=spatial,
+            channel=channel,
         )
         self.grad_checkpointing = False
 
@@ -207,6 +234,8 @@ class CLGINet(nn.Module):
                         drop_path=next(rates),
                         coupling=coupling,
                         cnn_groups=cnn_groups or w,
+                        spatial=spatial,
+                        channel=channel,
                     )
                     for _ in range(depth)
                 )
@@ -219,14 +248,16 @@ class CLGINet(nn.Module):
         # Decoder modules are listed deepest first, in the order they run.
         decoder_levels = range(_LEVELS - 2, -1, -1)
         self.ups = nn.ModuleList(_Upsample(widths[level + 1]) for level in decoder_levels)
-        self.fusions = nn.ModuleList(
-            HybridGatedUnit([widths[level], *widths[: _LEVELS - 1]], widths[level]) for level in decoder_levels
-        )
+        # fusion="add" builds no fusion modules at all (no parameter without a gradient).
+        self.fusions: nn.ModuleList | None = None
+        if fusion == "hgu":
+            self.fusions = nn.ModuleList(
+                HybridGatedUnit([widths[level], *widths[: _LEVELS - 1]], widths[level]) for level in decoder_levels
+            )
         self.decoders = nn.ModuleList(stage(level, depths[level]) for level in decoder_levels)
         self.refinement = stage(0, refinement_depth)
+        # Default init, not zero: a zero head would block every gradient at the first step.
         self.head = nn.Conv2d(dim, self.out_chans, 3, padding=1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each coupling block's activations in the backward pass instead of storing them.
@@ -281,8 +312,11 @@ class CLGINet(nn.Module):
             skips.append(f)
             f = down(f)
         f = self._run(self.bottleneck, f)
-        for up, fuse, decoder in zip(self.ups, self.fusions, self.decoders):
-            f = self._run(decoder, fuse([up(f), *skips]))
+        for i, (up, decoder) in enumerate(zip(self.ups, self.decoders)):
+            u = up(f)
+            # Decoder i runs at encoder level _LEVELS - 2 - i (deepest first).
+            f = self.fusions[i]([u, *skips]) if self.fusions is not None else u + skips[_LEVELS - 2 - i]
+            f = self._run(decoder, f)
         f = self._run(self.refinement, f)
         out = self.head(f)
 
