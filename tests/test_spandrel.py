@@ -296,3 +296,18 @@ def test_register_is_idempotent_and_takes_a_registry() -> None:
     assert isinstance(arch, CLGINetArch) and len(registry) == 1 and register(registry) is arch
     with pytest.raises(TypeError, match="register: `registry` must be a spandrel ArchRegistry, got dict"):
         register({})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("coupling", ["concat", "none"])
+def test_fusion_ablation_detected_from_the_missing_fusion_units(coupling: str) -> None:
+    """``fusion="add"`` builds no hybrid gated units: their absence is what the weights say."""
+    model = wake(cl.build("clginet-tiny", dim=8, depths=(1, 1, 1, 1), num_heads=1, fusion="add", coupling=coupling))
+    d = _load(model.state_dict())
+    assert d.model.config["fusion"] == "add" and d.model.config["coupling"] == coupling
+    _same_outputs(d.model, model, 3)
+
+
+def test_some_fusion_units_missing_is_refused() -> None:
+    state = {k: v for k, v in cl.build("clginet-tiny").state_dict().items() if not k.startswith("fusions.1.")}
+    with pytest.raises(ValueError, match="'fusions.1'"):
+        detect.model_from_state_dict(state)

@@ -80,8 +80,6 @@ _SIGNATURE: tuple[str, ...] = (
     "head.weight",
     "downs.0.0.weight",
     "ups.0.0.weight",
-    "fusions.0.select.0.weight",
-    "fusions.0.spatial_gate.weight",
     "encoders.0.0.cnn1.scale.gamma",
     "encoders.0.0.transformer.norm1.weight",
     "encoders.0.0.transformer.scale1.gamma",
@@ -321,6 +319,15 @@ def infer_config(state: Mapping[str, Any], *, config: Mapping[str, Any] | None =
         cnn_groups=_cnn_groups(state, widths, firsts),
         coupling="concat" if f"{firsts[0]}.fuse.weight" in state else "none",
     )
+    # The hybrid gated units exist only with fusion="hgu"; "add" (the ablation) has no fusion weights.
+    if any(k.startswith("fusions.") for k in state):
+        for j in range(_LEVELS - 1):
+            if f"fusions.{j}.spatial_gate.weight" not in state:
+                raise ValueError(
+                    f"{_NAME}: the state dict has hybrid gated units but not 'fusions.{j}' (one per decoder level)"
+                )
+    else:
+        inferred["fusion"] = "add"
     if channel:
         inferred["num_heads"] = heads
     elif "num_heads" in known:  # spatial-only: the heads leave no trace in the weights
