@@ -223,3 +223,23 @@ def test_cli_ddp_two_processes_gloo(tmp_path: Path) -> None:
     assert "distributed_backend=gloo" in r.stderr + r.stdout
     model = cl.build("clginet-tiny", checkpoint=out / "clginet-tiny-denoise.safetensors")
     assert model(torch.rand(1, 3, 24, 24)).shape == (1, 3, 24, 24)
+
+
+@pytest.mark.slow
+def test_torchrun_launches_the_same_command(tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2 -m clg_layers.cli train ...`: Lightning joins torchrun's process group."""
+    clean = _clean_folder(tmp_path / "clean", n=3, size=48)
+    out = tmp_path / "torchrun"
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("patch: 32\nbatch: 2\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "clg_layers.cli", "train",
+         "--model", "clginet-tiny", "--task", "denoise", "--train", str(clean), "--max-steps", "3",
+         "--config", str(cfg), "--devices", "2", "--accelerator", "cpu", "--out", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=400, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert r.stdout.count("trained clginet-tiny") == 1  # rank 0 reports
+    assert "distributed_backend=gloo" in r.stderr + r.stdout
+    model = cl.build("clginet-tiny", checkpoint=out / "clginet-tiny-denoise.safetensors")
+    assert model(torch.rand(1, 3, 24, 24)).shape == (1, 3, 24, 24)
