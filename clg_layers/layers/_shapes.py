@@ -23,6 +23,7 @@ __all__ = [
     "band_rows",
     "crop",
     "eager_inference",
+    "holds_result",
     "hooked",
     "known_zero",
     "restore_format",
@@ -113,6 +114,19 @@ def reusable_output(module: nn.Module) -> bool:
     that keeps an output for later would otherwise find it changed.
     """
     return eager_inference() and not hooked(module)
+
+
+def holds_result(buffer: torch.Tensor, *operands: torch.Tensor) -> bool:
+    """Whether ``buffer`` has the dtype of an elementwise result of ``buffer`` and ``operands``.
+
+    Writing a result into a buffer of a narrower dtype would round it: under
+    autocast a branch output is half precision while the residual stream is
+    float32, and the sum must stay float32.
+    """
+    dtype = buffer.dtype
+    for operand in operands:
+        dtype = torch.promote_types(dtype, operand.dtype)
+    return dtype == buffer.dtype
 
 
 def hooked(module: nn.Module) -> bool:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ._checks import check_divisible, check_input, check_int
-from ._shapes import hooked, reusable_output
+from ._shapes import holds_result, hooked, reusable_output
 from .channel_attention import ChannelAttention
 from .layer_scale import LayerScale2d
 
@@ -94,10 +94,9 @@ class CNNLayer(nn.Module):
         # The channel rescaling in place on conv_b's output, unless a hook could see
         # either (a hook on `attn` receives that buffer as its input).
         y = self.attn(y, inplace=reusable_output(self.conv_b) and not hooked(self.attn))
-        fits = y.dtype == torch.promote_types(torch.promote_types(x.dtype, y.dtype), self.scale.gamma.dtype)
         # x + γ ⊙ y in one fused pass. Not into y under autocast, where y is half
         # precision and x is not: that would drop the residual stream to half precision.
-        return self.scale(y, x, out=y if fits and reusable_output(self.attn) else None)
+        return self.scale(y, x, out=y if holds_result(y, x) and reusable_output(self.attn) else None)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, kernel_size={self.kernel_size}, groups={self.groups}"

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_input
-from ._shapes import reusable_output, to_nchw, to_tokens
+from ._shapes import holds_result, reusable_output, to_nchw, to_tokens
 from .cnn_layer import CNNLayer
 from .transformer_layer import TransformerLayer
 
@@ -101,10 +101,9 @@ class CouplingBlock(nn.Module):
             # u = t + Conv1×1([c₁, t]) on channels_last maps: the token views are free,
             # the concatenation one copy, the projection one matrix product.
             y = to_nchw(self.fuse(torch.cat((to_tokens(c1), to_tokens(t)), dim=-1)))
-            fits = y.dtype == torch.promote_types(t.dtype, y.dtype)
             # Into the projection's fresh output when nothing else holds it; not under
             # autocast (a half-precision y would drop the residual stream's precision).
-            t = y.add_(t) if fits and reusable_output(self.fuse) else t + y
+            t = y.add_(t) if holds_result(y, t) and reusable_output(self.fuse) else t + y
         return self.cnn2(t)
 
     def extra_repr(self) -> str:

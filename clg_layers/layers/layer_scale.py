@@ -6,6 +6,8 @@ import torch
 from timm.layers import LayerScale as _TimmLayerScale
 from timm.layers import LayerScale2d as _TimmLayerScale2d
 
+from ._shapes import holds_result
+
 __all__ = ["LayerScale", "LayerScale2d"]
 
 
@@ -34,13 +36,15 @@ class LayerScale(_TimmLayerScale):
         Args:
             x: Tokens ``(..., C)``.
             residual: Tokens of the same shape, or ``None``.
-            out: Optional buffer for the result (same shape and dtype as the result).
+            out: Optional buffer for the result, used if its dtype holds the result.
 
         Returns:
             ``γ ⊙ x``, or ``residual + γ ⊙ x``; same shape as ``x``.
         """
         if residual is None:
             return super().forward(x)
+        if out is not None and not holds_result(out, residual, x, self.gamma):
+            out = None  # a narrower buffer would round the sum (autocast): a new tensor instead
         return torch.addcmul(residual, x, self.gamma, out=out)
 
 
@@ -66,11 +70,13 @@ class LayerScale2d(_TimmLayerScale2d):
         Args:
             x: Feature map ``(B, C, H, W)``.
             residual: Feature map of the same shape, or ``None``.
-            out: Optional buffer for the result (same shape and dtype as the result).
+            out: Optional buffer for the result, used if its dtype holds the result.
 
         Returns:
             ``γ ⊙ x``, or ``residual + γ ⊙ x``; shape ``(B, C, H, W)``.
         """
         if residual is None:
             return super().forward(x)
+        if out is not None and not holds_result(out, residual, x, self.gamma):
+            out = None  # a narrower buffer would round the sum (autocast): a new tensor instead
         return torch.addcmul(residual, x, self.gamma.view(1, -1, 1, 1), out=out)

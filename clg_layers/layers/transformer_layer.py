@@ -7,7 +7,7 @@ from timm.layers import DropPath, LayerNorm
 from torch import nn
 
 from ._checks import check_input, check_positive_float
-from ._shapes import band_rows, restore_format, reusable_output, to_nchw, to_tokens
+from ._shapes import band_rows, holds_result, restore_format, reusable_output, to_nchw, to_tokens
 from .dbpa import DBPA
 from .gnff import GNFF
 from .layer_scale import LayerScale
@@ -134,8 +134,7 @@ class TransformerLayer(nn.Module):
         """``t + DropPath(γ ⊙ y)``; without drop path one fused pass, written into ``y`` when nothing else holds it."""
         if self._drop_path_active():
             return t + self.drop_path(scale(y))
-        fits = y.dtype == torch.promote_types(torch.promote_types(t.dtype, y.dtype), scale.gamma.dtype)
-        return scale(y, t, out=y if fits and reusable_output(producer) else None)
+        return scale(y, t, out=y if holds_result(y, t) and reusable_output(producer) else None)
 
     def _banded_ffn(self, t: torch.Tensor, rows: int) -> torch.Tensor:
         """``t + γ₂ ⊙ GNFF(LN(t))`` computed ``rows`` rows at a time (see the class docstring)."""
