@@ -91,28 +91,14 @@ _STAGES: tuple[str, ...] = ("encoders", "decoders", "bottleneck", "refinement")
 _NAME = "CLG-INet detection"
 
 
-def _strip(key: str) -> str:
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in _checkpoint.STRIP_PREFIXES:
-            if key.startswith(prefix):
-                key, stripped = key[len(prefix) :], True
-    return key
-
-
 def _plain(state: Mapping[str, Any]) -> dict[str, Any]:
     """Unwrap ``params_ema``/``params``/... and drop ``module.``/``_orig_mod.`` prefixes."""
-    while isinstance(state, Mapping):
-        nested = next((k for k in _checkpoint.WRAPPER_KEYS if isinstance(state.get(k), Mapping)), None)
-        if nested is None:
-            break
-        state = state[nested]
+    state = _checkpoint.descend_wrappers(state)
     if not isinstance(state, Mapping):
         raise TypeError(
             f"{_NAME}: expected a state dict (a mapping of names to tensors), got {type(state).__name__}"
         )
-    return {_strip(str(k)): v for k, v in state.items()}
+    return {_checkpoint.strip_prefixes(str(k)): v for k, v in state.items()}
 
 
 def is_clginet_state_dict(state: Mapping[str, Any]) -> bool:

@@ -11,6 +11,15 @@ from ._shapes import holds_result
 __all__ = ["LayerScale", "LayerScale2d"]
 
 
+def _scaled_residual(
+    residual: torch.Tensor, x: torch.Tensor, gamma: torch.Tensor, out: torch.Tensor | None
+) -> torch.Tensor:
+    """``residual + γ ⊙ x`` in one pass, into ``out`` if its dtype can hold the sum."""
+    if out is not None and not holds_result(out, residual, x, gamma):
+        out = None  # a narrower buffer would round the sum (autocast): a new tensor instead
+    return torch.addcmul(residual, x, gamma, out=out)
+
+
 class LayerScale(_TimmLayerScale):
     """``γ ⊙ x`` over the last (channel) axis of tokens ``(B, H, W, C)``; timm's ``LayerScale``.
 
@@ -43,9 +52,7 @@ class LayerScale(_TimmLayerScale):
         """
         if residual is None:
             return super().forward(x)
-        if out is not None and not holds_result(out, residual, x, self.gamma):
-            out = None  # a narrower buffer would round the sum (autocast): a new tensor instead
-        return torch.addcmul(residual, x, self.gamma, out=out)
+        return _scaled_residual(residual, x, self.gamma, out)
 
 
 class LayerScale2d(_TimmLayerScale2d):
@@ -77,6 +84,4 @@ class LayerScale2d(_TimmLayerScale2d):
         """
         if residual is None:
             return super().forward(x)
-        if out is not None and not holds_result(out, residual, x, self.gamma):
-            out = None  # a narrower buffer would round the sum (autocast): a new tensor instead
-        return torch.addcmul(residual, x, self.gamma.view(1, -1, 1, 1), out=out)
+        return _scaled_residual(residual, x, self.gamma.view(1, -1, 1, 1), out)

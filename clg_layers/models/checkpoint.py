@@ -168,12 +168,29 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
     return _unwrap(obj, path)
 
 
-def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+def descend_wrappers(obj: Any) -> Any:
+    """Follow the training frameworks' wrapper keys (:data:`WRAPPER_KEYS`) down to the weights."""
     while isinstance(obj, Mapping):
         nested = next((k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
         if nested is None:
             break
         obj = obj[nested]
+    return obj
+
+
+def strip_prefixes(key: str) -> str:
+    """``key`` without the :data:`STRIP_PREFIXES` that (Distributed)DataParallel and torch.compile add."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in STRIP_PREFIXES:
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix) :], True
+    return key
+
+
+def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    obj = descend_wrappers(obj)
     if not isinstance(obj, Mapping):
         raise ValueError(
             f"load_checkpoint: {_fmt(path)} holds a {type(obj).__name__}, not a state dict "
@@ -185,16 +202,7 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
             f"load_checkpoint: {_fmt(path)} is not a state dict: entries {bad[:5]} are not tensors "
             f"(top-level keys: {list(obj)[:10]}; weights are looked for under {list(WRAPPER_KEYS)})"
         )
-    state = {}
-    for key, value in obj.items():
-        stripped = True
-        while stripped:
-            stripped = False
-            for prefix in STRIP_PREFIXES:
-                if key.startswith(prefix):
-                    key, stripped = key[len(prefix) :], True
-        state[key] = value
-    return state
+    return {strip_prefixes(key): value for key, value in obj.items()}
 
 
 def _listing(title: str, items: list[str], limit: int = 10) -> str:
