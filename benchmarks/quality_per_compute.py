@@ -16,7 +16,12 @@ Model specs are a zoo name with optional overrides, ``NAME[:key=value,...]``:
 (the 0.2.0 start: layer scales 0, every branch's last projection and the
 output convolution at their 0.2.0 values), ``clginet-tiny:init=head``
 (0.2.0 start but a default-initialised output convolution),
-``clginet-tiny:init=gamma0.1`` (the current start with layer scales 0.1);
+``clginet-tiny:init=gamma0.1`` (the current start with layer scales 0.1),
+``clginet-tiny:tau=4`` (DBPA's channel temperatures start at 4 instead of 1),
+``clginet-tiny:dim=24,depths=1-1-1-1`` (a shape: tuples are written with ``-``),
+``clginet-tiny:compile=True`` (compiled as ``clg-layers train --compile`` does; the
+compilation, one forward and backward before the clock starts, is reported
+separately as ``compile_seconds``);
 ``nafnet16`` and ``restormer16`` are the peers, built from the user's own
 copies of ``NAFNet_arch.py`` and ``restormer_arch.py`` (never shipped here).
 
@@ -57,13 +62,28 @@ INIT_SCHEMES: tuple[str, ...] = ("current", "shipped", "head", "gamma0.1")
 # ----------------------------------------------------------------------------------------------- models
 
 
+def _value(text: str) -> Any:
+    """``"True"`` → True, ``"3"`` → 3, ``"2.5"`` → 2.5, ``"1-1-2-2"`` → (1, 1, 2, 2), anything else stays a str."""
+    if text in ("True", "False"):
+        return text == "True"
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    parts = text.split("-")
+    if len(parts) > 1 and all(p.isdigit() for p in parts):
+        return tuple(int(p) for p in parts)
+    return text
+
+
 def _parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"clginet-tiny:fusion=add,spatial=False"`` → ``("clginet-tiny", {"fusion": "add", "spatial": False})``."""
+    """``"clginet-tiny:fusion=add,depths=1-1-2-2"`` → ``("clginet-tiny", {"fusion": "add", "depths": (1, 1, 2, 2)})``."""
     name, _, rest = spec.partition(":")
     options: dict[str, Any] = {}
     for item in filter(None, rest.split(",")):
         key, _, value = item.partition("=")
-        options[key] = {"True": True, "False": False}.get(value, int(value) if value.isdigit() else value)
+        options[key] = _value(value)
     return name, options
 
 
@@ -119,6 +139,17 @@ class _Padded(nn.Module):
         return y[..., :h, :w]
 
 
+class _Eager(nn.Module):
+    """Runs a compiled module's plain ``forward`` (for evaluation)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward(x)
+
+
 def _apply_init(model: nn.Module, scheme: str) -> None:
     """Re-initialise a fresh CLGINet to one of :data:`INIT_SCHEMES` (for the "how branches start" table)."""
     import clg_layers as cl
@@ -150,10 +181,20 @@ def _apply_init(model: nn.Module, scheme: str) -> None:
 
 
 def build_model(spec: str, args: argparse.Namespace) -> nn.Module:
-    """A fresh model for ``spec`` (seeded by the caller)."""
+    """A fresh model for ``spec`` (seeded by the caller); ``compile=True`` compiles it for training."""
+    name, options = _parse_spec(spec)
+    compile_it = bool(options.pop("compile", False))
+    model = _build(name, options, args)
+    if compile_it:
+        from clg_layers.training import TRAIN_COMPILE_OPTIONS
+
+        model.compile(options=TRAIN_COMPILE_OPTIONS)
+    return model
+
+
+def _build(name: str, options: dict[str, Any], args: argparse.Namespace) -> nn.Module:
     import clg_layers as cl
 
-    name, options = _parse_spec(spec)
     if name == "nafnet16":
         if not args.nafnet_arch:
             raise SystemExit("quality_per_compute: nafnet16 needs --nafnet-arch")
@@ -165,20 +206,36 @@ def build_model(spec: str, args: argparse.Namespace) -> nn.Module:
             raise SystemExit("quality_per_compute: restormer16 needs --restormer-arch")
         return _Padded(_load_module(args.restormer_arch, "restormer_arch").Restormer(dim=16))
     init = options.pop("init", "current")
+    tau = options.pop("tau", None)
     model = cl.build(name, **options)
     _apply_init(model, str(init))
+    if tau is not None:  # starting temperature of every DBPA channel projection
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, cl.DBPA) and m.channel:
+                    m.temperature.fill_(float(tau))
     return model
 
 
 # ----------------------------------------------------------------------------------------------- one run
 
 
+#: Degradation options per ``--task`` (deblurring and deraining as in ``benchmarks/train_tasks.py``).
+TASKS: dict[str, dict[str, Any]] = {
+    "denoise": {},
+    "deblur": {"length": [5.0, 11.0], "curvature": 0.5},
+    "derain": {"density": [0.005, 0.02]},
+}
+
+
 def _data(args: argparse.Namespace, seed: int) -> tuple[Any, Any]:
-    from clg_layers.data import GaussianNoise, PatchSchedule, SyntheticPairs, ValidationPairs
+    from clg_layers.data import PatchSchedule, SyntheticPairs, ValidationPairs
     from clg_layers.data.datasets import RandomPatchBatches
     from clg_layers.demo import HELD_OUT_IMAGES, TRAIN_IMAGES, load_photo
+    from clg_layers.training import make_degradation
 
-    noise = GaussianNoise(args.sigma)
+    options = dict(TASKS[args.task], **({"sigma": args.sigma} if args.task == "denoise" else {}))
+    noise = make_degradation(args.task, options)
     train = SyntheticPairs([load_photo(n) for n in TRAIN_IMAGES], noise)
     batches = RandomPatchBatches(train, PatchSchedule.constant(args.patch, args.batch), steps=10**9, seed=seed)
     held_out = ValidationPairs(SyntheticPairs([load_photo(n) for n in HELD_OUT_IMAGES], noise),
@@ -201,13 +258,23 @@ def run_one(spec: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     steps = args.steps if budget is None else 10**9
     curve: list[dict[str, float]] = []
 
+    compiled = bool(_parse_spec(spec)[1].get("compile"))
+    scored = _Eager(model) if compiled else model  # evaluation need not compile every held-out size
+
     def score(step: int, seconds: float) -> dict[str, float]:
-        report = evaluate(model, held_out)
+        report = evaluate(scored, held_out)
         point = dict(step=step, seconds=seconds, psnr=report.mean_psnr, ssim=report.mean_ssim)
         curve.append(point)
         return point
 
     score(0, 0.0)
+    compile_seconds = 0.0
+    if compiled:
+        # Compile outside the budget: one forward and backward on the first batch, gradients dropped.
+        t0 = time.process_time()
+        restoration_loss("l1", model(batches[0][0]), batches[0][1]).backward()
+        opt.zero_grad(set_to_none=True)
+        compile_seconds = time.process_time() - t0
     elapsed, step = 0.0, 0
     model.train()
     while step < steps and (budget is None or elapsed < budget):
@@ -229,6 +296,7 @@ def run_one(spec: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         score(step, elapsed)
     final = curve[-1]
     return dict(spec=spec, seed=seed, params=params, steps=step, seconds=elapsed, s_per_step=elapsed / max(step, 1),
+                compile_seconds=compile_seconds,
                 psnr=final["psnr"], ssim=final["ssim"], curve=curve)
 
 
@@ -319,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None, help="training CPU minutes per run instead of steps")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--patch", type=int, default=48)
+    parser.add_argument("--task", choices=sorted(TASKS), default="denoise",
+                        help="synthetic degradation: Gaussian noise (--sigma), motion blur or rain streaks")
     parser.add_argument("--sigma", type=float, default=25.0)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
@@ -339,20 +409,21 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     if args.json and Path(args.json).exists():
         results = json.loads(Path(args.json).read_text())
-    done = {(r["spec"], r["seed"], r.get("tag", "")) for r in results}
-    todo = [(s, seed) for s in args.models for seed in args.seeds if (s, seed, args.tag) not in done]
+    done = {(r["spec"], r["seed"], r.get("tag", ""), r.get("task", "denoise")) for r in results}
+    todo = [(s, seed) for s in args.models for seed in args.seeds if (s, seed, args.tag, args.task) not in done]
     with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(run_one, s, seed, args): (s, seed) for s, seed in todo}
         for fut in cf.as_completed(futures):
             r = fut.result()
             r["tag"] = args.tag
+            r["task"] = args.task
             r["settings"] = {k: v for k, v in vars(args).items() if k not in ("models", "seeds", "json", "plot")}
             results.append(r)
             print(f"{r['spec']:<40} seed {r['seed']}: {r['psnr']:.2f} dB, {r['steps']} steps, "
                   f"{r['s_per_step']:.3f} s/step", flush=True)
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=1))
-    mine = [r for r in results if r.get("tag", "") == args.tag]
+    mine = [r for r in results if r.get("tag", "") == args.tag and r.get("task", "denoise") == args.task]
     print(table(mine, args.models))
     if args.at_seconds:
         print(at_seconds(mine, args.models, args.at_seconds))

@@ -3,6 +3,7 @@
 from .tools.benchmark import BenchmarkReport, BenchmarkResult, benchmark, matmul_peak_gmacs
 from .layers import (
     COUPLING_MODES,
+    DBPA_FUSIONS,
     DBPA,
     GNFF,
     ChannelAttention,
@@ -37,6 +38,7 @@ __all__ = [
     "BenchmarkResult",
     "CLGINet",
     "COUPLING_MODES",
+    "DBPA_FUSIONS",
     "LoadReport",
     "ModelInfo",
     "benchmark",

@@ -135,6 +135,8 @@ def _train_config(args: argparse.Namespace) -> tuple[object, int | None]:
             values[key] = value
     if args.no_progress:
         values["progress"] = False
+    if args.compile:
+        values["compile"] = True
     try:
         config = TrainConfig.from_mapping(values, source=args.config or "the options")
         if config.max_minutes is not None and "max_steps" not in values:
@@ -287,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--config", default=None, metavar="FILE.yaml", help="every other option (see the docs)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step (first step slower; faster after, see the docs)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="PSNR/SSIM of a checkpoint on a folder of input/ + target/ pairs")

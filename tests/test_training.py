@@ -121,6 +121,24 @@ def test_resume_refuses_code_and_junk(tmp_path: Path) -> None:
         check_resume(junk, cl.build("clginet-tiny"))
 
 
+@pytest.mark.slow
+def test_compiled_training_follows_eager_and_exports_plain_weights(photos: dict, tmp_path: Path) -> None:
+    """``compile=True`` trains the same function: same losses as eager, same parameter names in the export."""
+    data = SyntheticPairs(photos["train"], make_degradation("denoise"))
+    small = dict(dim=8, depths=(1, 1, 1, 1), num_heads=1, refinement_depth=0)
+    kw = dict(max_steps=3, patch=32, model_args=small, ema_decay=0.0)
+    eager = train(quick(tmp_path / "eager", **kw), train_data=data)
+    compiled = train(quick(tmp_path / "compiled", compile=True, **kw), train_data=data)
+    a, b = losses(tmp_path / "eager" / "metrics.csv"), losses(tmp_path / "compiled" / "metrics.csv")
+    assert sorted(a) == sorted(b) == [0, 1, 2]
+    np.testing.assert_allclose([b[s] for s in a], [a[s] for s in a], rtol=1e-3)
+    plain = cl.build("clginet-tiny", **small)
+    report = plain.load_state_dict(cl.build("clginet-tiny", checkpoint=compiled.weights, **small).state_dict())
+    assert not report.missing_keys and not report.unexpected_keys
+    with pytest.raises(TypeError, match="`compile` must be a bool"):
+        quick(tmp_path, compile="yes").validate()
+
+
 def _clean_folder(folder: Path, n: int = 2, size: int = 48) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)

@@ -3,7 +3,7 @@
 from .channel_attention import ChannelAttention
 from .cnn_layer import CNNLayer
 from .coupling_block import COUPLING_MODES, CouplingBlock
-from .dbpa import DBPA
+from .dbpa import DBPA, DBPA_FUSIONS
 from .gnff import GNFF
 from .hybrid_gated_unit import HybridGatedUnit
 from .transformer_layer import TransformerLayer
@@ -14,6 +14,7 @@ __all__ = [
     "ChannelAttention",
     "CouplingBlock",
     "DBPA",
+    "DBPA_FUSIONS",
     "GNFF",
     "HybridGatedUnit",
     "TransformerLayer",

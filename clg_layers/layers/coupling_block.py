@@ -60,6 +60,7 @@ class CouplingBlock(nn.Module):
         reduction: int = 16,
         spatial: bool = True,
         channel: bool = True,
+        attn_fusion: str = "gate",
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -74,6 +75,7 @@ class CouplingBlock(nn.Module):
             drop_path=drop_path,
             spatial=spatial,
             channel=channel,
+            attn_fusion=attn_fusion,
         )
         # The 1×1 convolution over [c₁, t], as an nn.Linear over the channels of the
         # token layout: a matrix product, whose backward is a plain GEMM too (oneDNN's

@@ -8,10 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_bool, check_divisible, check_input, check_int
+from ._checks import check_bool, check_choice, check_divisible, check_input, check_int
 from ._shapes import band_rows, crop, known_zero, restore_format, to_nchw, to_tokens
 
-__all__ = ["DBPA"]
+__all__ = ["DBPA", "DBPA_FUSIONS"]
+
+#: How :class:`DBPA` mixes its two projections (see its docstring).
+DBPA_FUSIONS: tuple[str, ...] = ("gate", "sum", "select", "pixel", "concat")
 
 
 def _depthwise(dim: int, kernel_size: int, bias: bool) -> nn.Conv2d:
@@ -75,6 +78,7 @@ class DBPA(nn.Module):
         bias: bool = False,
         spatial: bool = True,
         channel: bool = True,
+        fusion: str = "gate",
     ) -> None:
         super().__init__()
         self.dim = check_int("DBPA", "dim", dim)
@@ -87,6 +91,8 @@ class DBPA(nn.Module):
         self.channel = check_bool("DBPA", "channel", channel)
         if not (spatial or channel):
             raise ValueError("DBPA: at least one of `spatial` and `channel` must be True, got both False")
+        self.fusion = check_choice("DBPA", "fusion", fusion, DBPA_FUSIONS)
+        both = spatial and channel
 
         # q, k and v are three modules (not one 3C-wide projection): LoRA and other
         # per-module tools can target them separately, and no temporary is wider than C.
@@ -98,10 +104,16 @@ class DBPA(nn.Module):
         self.v_dw = _depthwise(dim, self.kernel_size, bias)
         if channel:
             self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
-        if spatial and channel:
-            hidden = max(dim // 4, 4)
+        hidden = max(dim // 4, 4)
+        if both and fusion == "gate":
             self.gate = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, dim, 1))
-        self.proj = nn.Linear(dim, dim, bias=bias)
+        elif both and fusion == "select":
+            # Selective-kernel style: per-channel weights of the two outputs from their pooled sum.
+            self.gate = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 2 * dim, 1))
+        elif both and fusion == "pixel":
+            # Per-pixel, per-channel gate from both outputs.
+            self.gate = nn.Linear(2 * dim, dim)
+        self.proj = nn.Linear(2 * dim if both and fusion == "concat" else dim, dim, bias=bias)
         # Value written into the padded border of q/k/v before window attention.
         # It never reaches the output (padded keys are masked, padded queries
         # cropped); tests change it to prove exactly that.
@@ -136,7 +148,9 @@ class DBPA(nn.Module):
         rows = band_rows(t, c, self.window_size, self.band_bytes)
         q, k, v = self._qkv(t, rows)
         attn = self._channel_attention(q, k) if self.channel else None
-        g = self._gate(t) if self.spatial and self.channel else None
+        g = self._gate(t) if self.spatial and self.channel and self.fusion == "gate" else None
+        if self.spatial and self.channel and self.fusion == "select":
+            rows = h  # the weights pool both outputs over the whole map: no banding
         if rows >= h:
             y = self._attend(q, k, v, attn, g)
         else:
@@ -203,16 +217,31 @@ class DBPA(nn.Module):
             attn = attn.to(v.dtype)  # (B, C_out, C_in)
         if self.spatial:
             s = self._spatial(q, k, v)
-        if g is not None:
+        if not (self.spatial and self.channel):
+            y = s if self.spatial else torch.bmm(v_flat, attn.transpose(1, 2))
+            return self.proj(y.reshape(b, h, w, c))
+        if self.fusion == "gate":
             g = g.to(s.dtype)
             # g·s + (1 − g)·(v @ attnᵀ), with (1 − g) folded into the C×C matrix:
             # one GEMM that writes the mixed result, no channel-branch temporary.
             mix = (attn * (1 - g).transpose(1, 2)).transpose(1, 2)  # (B, C_in, C_out)
             y = torch.baddbmm((s * g.view(b, 1, 1, c)).view(b, h * w, c), v_flat, mix)
-        elif self.spatial:
-            y = s
+            return self.proj(y.reshape(b, h, w, c))
+        s_flat = s.reshape(b, h * w, c)  # a copy only where the window padding was cropped
+        if self.fusion == "sum":
+            y = torch.baddbmm(s_flat, v_flat, attn.transpose(1, 2))
         else:
-            y = torch.bmm(v_flat, attn.transpose(1, 2))
+            ch = torch.bmm(v_flat, attn.transpose(1, 2))  # (B, HW, C)
+            if self.fusion == "concat":
+                y = torch.cat((s_flat, ch), dim=-1)
+                return self.proj(y.reshape(b, h, w, 2 * c))
+            if self.fusion == "select":
+                pooled = (s_flat + ch).mean(1, dtype=torch.promote_types(s.dtype, torch.float32)).to(s.dtype)
+                a = torch.softmax(self.gate(pooled[:, :, None, None]).view(b, 2, 1, c), dim=1)
+                y = torch.addcmul(ch * a[:, 1], s_flat, a[:, 0])
+            else:  # pixel
+                g = torch.sigmoid(self.gate(torch.cat((s_flat, ch), dim=-1)))
+                y = torch.addcmul(ch, g, s_flat - ch)
         return self.proj(y.reshape(b, h, w, c))
 
     def _spatial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -314,5 +343,5 @@ class DBPA(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"dim={self.dim}, num_heads={self.num_heads}, window_size={self.window_size}, "
-            f"kernel_size={self.kernel_size}, spatial={self.spatial}, channel={self.channel}"
+            f"kernel_size={self.kernel_size}, spatial={self.spatial}, channel={self.channel}, fusion={self.fusion!r}"
         )

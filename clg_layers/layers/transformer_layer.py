@@ -75,6 +75,7 @@ class TransformerLayer(nn.Module):
         drop_path: float = 0.0,
         spatial: bool = True,
         channel: bool = True,
+        attn_fusion: str = "gate",
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -85,6 +86,7 @@ class TransformerLayer(nn.Module):
             kernel_size=kernel_size,
             spatial=spatial,
             channel=channel,
+            fusion=attn_fusion,
         )
         drop_path = check_positive_float("TransformerLayer", "drop_path", drop_path, allow_zero=True)
         if drop_path >= 1.0:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from timm.models import checkpoint_seq
 from torch import nn
 
-from ..layers import COUPLING_MODES, CouplingBlock, HybridGatedUnit
+from ..layers import COUPLING_MODES, DBPA_FUSIONS, CouplingBlock, HybridGatedUnit
 from ..layers._checks import check_bool, check_choice, check_input, check_int, check_positive_float
 from ..layers._shapes import crop, known_zero, restore_format
 from .registry import register_model
@@ -158,6 +158,7 @@ class CLGINet(nn.Module):
         fusion: str = "hgu",
         spatial: bool = True,
         channel: bool = True,
+        attn_fusion: str = "gate",
     ) -> None:
         super().__init__()
         owner = "CLGINet"
@@ -186,6 +187,7 @@ class CLGINet(nn.Module):
         fusion = str(check_choice(owner, "fusion", fusion, FUSION_MODES))
         spatial = check_bool(owner, "spatial", spatial)
         channel = check_bool(owner, "channel", channel)
+        attn_fusion = str(check_choice(owner, "attn_fusion", attn_fusion, DBPA_FUSIONS))
         if not (spatial or channel):
             raise ValueError(f"{owner}: at least one of `spatial` and `channel` must be True, got both False")
         if dim % 2:
@@ -215,6 +217,7 @@ class CLGINet(nn.Module):
             fusion=fusion,
             spatial=spatial,
             channel=channel,
+            attn_fusion=attn_fusion,
         )
         self.grad_checkpointing = False
 
@@ -236,6 +239,7 @@ class CLGINet(nn.Module):
                         cnn_groups=cnn_groups or w,
                         spatial=spatial,
                         channel=channel,
+                        attn_fusion=attn_fusion,
                     )
                     for _ in range(depth)
                 )
