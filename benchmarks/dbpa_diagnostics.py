@@ -7,11 +7,9 @@ crops through it with a forward pre-hook on every :class:`clg_layers.DBPA`.
 For each DBPA with both projections it recomputes, from that input, the
 window output ``S`` and the channel output ``C`` and reports:
 
-* ``gate``: the mixing weight of ``S`` (``g`` for ``attn_fusion="gate"`` and
-  ``"pixel"``, the softmax weight for ``"select"``; 0.5 for ``"sum"`` and
-  ``"concat"``, whose mix is fixed or left to the projection): mean, spread
-  over channels and images, and the fraction of saturated entries (``< 0.1``
-  or ``> 0.9``);
+* ``gate``: the mixing weight ``g`` of ``S`` (0.5 for ``attn_fusion="sum"``,
+  whose mix is fixed): mean, spread over channels and images, and the
+  fraction of saturated entries (``< 0.1`` or ``> 0.9``);
 * ``corr``: the Pearson correlation of ``S`` and ``C`` per channel over all
   pixels, averaged over channels: near 1 means redundant branches;
 * ``share_s``: ``‖proj(S part)‖ / (‖proj(S part)‖ + ‖proj(C part)‖)``: how
@@ -55,25 +53,13 @@ def _branches(m: Any, x: torch.Tensor) -> dict[str, float]:
     attn = m._channel_attention(q, k)
     s = m._spatial(q, k, v).reshape(b, h * w, c)
     ch = torch.bmm(v.reshape(b, h * w, c), attn.transpose(1, 2).to(v.dtype))
-    if m.fusion == "gate":
-        g = m._gate(t).expand(b, h * w, c)
-    elif m.fusion == "select":
-        pooled = (s + ch).mean(1)
-        g = torch.softmax(m.gate(pooled[:, :, None, None]).view(b, 2, 1, c), dim=1)[:, 0].expand(b, h * w, c)
-    elif m.fusion == "pixel":
-        g = torch.sigmoid(m.gate(torch.cat((s, ch), dim=-1)))
-    else:
-        g = torch.full_like(s, 0.5)
+    g = m._gate(t).expand(b, h * w, c) if m.fusion == "gate" else torch.full_like(s, 0.5)
     sc, cc = s - s.mean(1, keepdim=True), ch - ch.mean(1, keepdim=True)
     corr = (sc * cc).sum(1) / (sc.norm(dim=1) * cc.norm(dim=1)).clamp_min(1e-12)  # (B, C)
-    if m.fusion == "concat":
-        ws, wc = m.proj.weight[:, :c], m.proj.weight[:, c:]
-        ps, pc = s @ ws.T, ch @ wc.T
-    else:
-        scale = 2.0 if m.fusion == "sum" else 1.0
-        ps, pc = m.proj(g * s * scale), m.proj((1 - g) * ch * scale)
-        if m.proj.bias is not None:
-            ps, pc = ps - m.proj.bias, pc - m.proj.bias
+    scale = 2.0 if m.fusion == "sum" else 1.0  # sum: S + C = 2·(0.5·S + 0.5·C)
+    ps, pc = m.proj(g * s * scale), m.proj((1 - g) * ch * scale)
+    if m.proj.bias is not None:
+        ps, pc = ps - m.proj.bias, pc - m.proj.bias
     ns, nc = ps.norm().item(), pc.norm().item()
     return dict(
         gate_mean=g.mean().item(),

@@ -1,4 +1,4 @@
-"""DBPA's fusions of its two projections: what each one computes, checked against the one-branch layers."""
+"""DBPA's fusions of its two projections (``gate``, ``sum``): what each computes, checked against the one-branch layers."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from clg_layers import DBPA_FUSIONS
 def _trio(fusion: str, dim: int = 8, seed: int = 0) -> tuple[cl.DBPA, cl.DBPA, cl.DBPA]:
     """A two-branch DBPA with ``fusion`` and its spatial-only and channel-only twins with the same q/k/v weights.
 
-    The twins' output projections are the parts of the two-branch layer's
-    projection that act on each branch (both halves of a ``concat``
-    projection; the same matrix otherwise). No biases, so outputs add.
+    The twins share the two-branch layer's output projection too. No biases,
+    so outputs add.
     """
     torch.manual_seed(seed)
     both = cl.DBPA(dim, num_heads=2, window_size=4, kernel_size=3, fusion=fusion).double().eval()
@@ -28,44 +27,50 @@ def _trio(fusion: str, dim: int = 8, seed: int = 0) -> tuple[cl.DBPA, cl.DBPA, c
             for name in ("q", "k", "v", "q_dw", "k_dw", "v_dw"):
                 getattr(twin, name).load_state_dict(getattr(both, name).state_dict())
         channel.temperature.copy_(both.temperature)
-        w = both.proj.weight
-        spatial.proj.weight.copy_(w[:, :dim])
-        channel.proj.weight.copy_(w[:, dim:] if fusion == "concat" else w)
+        spatial.proj.weight.copy_(both.proj.weight)
+        channel.proj.weight.copy_(both.proj.weight)
     return both, spatial, channel
 
 
-@pytest.mark.parametrize("fusion", ["sum", "concat"])
 @given(h=st.integers(1, 13), w=st.integers(1, 13))
-def test_static_fusions_add_the_branches(fusion: str, h: int, w: int) -> None:
-    """``sum``: proj(S + C) = proj(S) + proj(C); ``concat``: [W_s W_c]·[S; C] = W_s S + W_c C."""
-    both, spatial, channel = _trio(fusion)
+def test_sum_adds_the_two_projections(h: int, w: int) -> None:
+    """``sum``: proj(S + C) = proj(S) + proj(C), for any map size (window padding included)."""
+    both, spatial, channel = _trio("sum")
     x = torch.randn(2, 8, h, w, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(both(x), spatial(x) + channel(x), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("fusion", ["gate", "select", "pixel"])
 @pytest.mark.parametrize("open_to", ["spatial", "channel"])
-def test_dynamic_fusions_select_a_branch_when_saturated(fusion: str, open_to: str) -> None:
+def test_gate_selects_a_branch_when_saturated(open_to: str) -> None:
     """A gate driven to 1 (or 0) passes only the window (or only the channel) projection."""
-    both, spatial, channel = _trio(fusion)
+    both, spatial, channel = _trio("gate")
     sign = 1.0 if open_to == "spatial" else -1.0
     with torch.no_grad():
-        last = both.gate if fusion == "pixel" else both.gate[-1]
-        last.weight.zero_()
-        if fusion == "select":  # softmax over (spatial, channel) logits
-            last.bias[:8].fill_(50.0 * sign)
-            last.bias[8:].fill_(-50.0 * sign)
-        else:
-            last.bias.fill_(50.0 * sign)
+        both.gate[-1].weight.zero_()
+        both.gate[-1].bias.fill_(50.0 * sign)
     x = torch.randn(2, 8, 11, 9, dtype=torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(both(x), (spatial if open_to == "spatial" else channel)(x), rtol=1e-9, atol=1e-9)
 
 
+def test_half_open_gate_is_half_the_sum() -> None:
+    """With the gate at exactly 0.5, ``gate`` computes half of what ``sum`` does (same weights)."""
+    gate, _, _ = _trio("gate")
+    summed, _, _ = _trio("sum")
+    report = gate.load_state_dict(summed.state_dict(), strict=False)
+    assert not report.unexpected_keys and all(k.startswith("gate.") for k in report.missing_keys)
+    with torch.no_grad():
+        gate.gate[-1].weight.zero_()
+        gate.gate[-1].bias.zero_()
+    x = torch.randn(2, 8, 9, 10, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(gate(x), 0.5 * summed(x), rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("fusion", DBPA_FUSIONS)
 def test_every_parameter_learns(fusion: str) -> None:
-    """Each fusion's parameters (gate included) get a finite, non-zero gradient."""
+    """Each fusion's parameters (the gate's included) get a finite, non-zero gradient."""
     torch.manual_seed(0)
     m = cl.DBPA(8, num_heads=2, window_size=4, fusion=fusion)
     x = torch.randn(2, 8, 10, 7)
@@ -103,7 +108,7 @@ def test_network_option_reaches_every_dbpa_and_round_trips(fusion: str, tmp_path
 
 
 def test_unknown_fusion_is_refused_with_the_choices() -> None:
-    with pytest.raises(ValueError, match=r"DBPA: `fusion` must be one of .*got 'mean'"):
-        cl.DBPA(8, fusion="mean")
+    with pytest.raises(ValueError, match=r"DBPA: `fusion` must be one of .*got 'pixel'"):
+        cl.DBPA(8, fusion="pixel")
     with pytest.raises(ValueError, match=r"CLGINet: `attn_fusion`"):
         cl.CLGINet(dim=8, attn_fusion="both")

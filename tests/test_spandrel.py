@@ -252,6 +252,22 @@ def test_one_branch_state_dict_loads_as_that_ablation() -> None:
     assert d.model.config["spatial"] is False and d.model.config["channel"] is True
 
 
+def test_sum_fusion_needs_its_config_and_a_gate_contradicts_it() -> None:
+    """``attn_fusion="sum"`` weights equal channel-only weights: the config decides; gate weights refuse "sum"."""
+    summed = wake(cl.build("clginet-tiny", attn_fusion="sum")).eval()
+    inferred = detect.infer_config(summed.state_dict(), config={"attn_fusion": "sum"})
+    assert inferred.get("spatial", True) and inferred.get("channel", True) and inferred["attn_fusion"] == "sum"
+    again = cl.CLGINet(**inferred).eval()
+    again.load_state_dict(summed.state_dict())
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), summed(x))
+    assert detect.infer_config(summed.state_dict())["spatial"] is False  # without the config: channel-only
+    assert detect.infer_config(cl.build("clginet-tiny").state_dict())["attn_fusion"] == "gate"
+    with pytest.raises(ValueError, match="config says attn_fusion='sum' but the weights say attn_fusion='gate'"):
+        detect.infer_config(cl.build("clginet-tiny").state_dict(), config={"attn_fusion": "sum"})
+
+
 def _nafnet() -> torch.nn.Module:
     from spandrel.architectures.NAFNet import NAFNet
 

@@ -20,6 +20,13 @@ What the weights tell (every one of these is inferred):
 * DBPA's ``spatial``/``channel`` branches: the ``temperature`` and ``gate``
   parameters exist only with the channel branch and with both branches.
 
+One thing they cannot tell apart: a model with both branches mixed by
+``attn_fusion="sum"`` (which has no gate) has exactly the parameters of a
+channel-only model (``spatial=False``). Without a ``config`` saying
+``attn_fusion="sum"`` such weights are read as channel-only; with it, as both
+branches summed. Checkpoints written by :func:`~clg_layers.save_checkpoint`
+carry that config.
+
 What they cannot tell (no parameter depends on it): ``window_size``,
 ``global_residual`` and ``drop_path_rate``. Those come from ``config`` (for
 example the ``clg_layers.config`` metadata that
@@ -276,6 +283,9 @@ def infer_config(state: Mapping[str, Any], *, config: Mapping[str, Any] | None =
     firsts = [f"encoders.{level}.0" for level in range(_LEVELS - 1)] + ["bottleneck.0"]
     heads, kernels, hidden = [], set(), []
     spatial, channel = _branches(state, firsts[0])
+    raw_branches = (spatial, channel)
+    if known.get("attn_fusion") == "sum" and channel and not spatial:
+        spatial = True  # "sum" has no gate: its weights are those of a channel-only model
     for level, block in enumerate(firsts):
         width = _shape(state, f"{block}.cnn1.scale.gamma", "the CNN layer's scale")[0]
         if width != widths[level]:
@@ -283,7 +293,7 @@ def infer_config(state: Mapping[str, Any], *, config: Mapping[str, Any] | None =
                 f"{_NAME}: level {level} blocks ({block!r}) are {width} channels wide, but with dim={dim} "
                 f"(from 'embed.weight') level {level} of CLG-INet is {widths[level]} wide"
             )
-        if _branches(state, block) != (spatial, channel):
+        if _branches(state, block) != raw_branches:
             raise ValueError(f"{_NAME}: DBPA's branches differ between 'encoders.0.0' and {block!r}")
         attn = f"{block}.transformer.attn."
         if channel:
@@ -320,6 +330,10 @@ def infer_config(state: Mapping[str, Any], *, config: Mapping[str, Any] | None =
         inferred["num_heads"] = _normalise(known["num_heads"])
 
     accepted = inspect.signature(CLGINet).parameters
+    if raw_branches == (True, True):
+        inferred["attn_fusion"] = "gate"  # the gate's weights are there
+    elif spatial and channel:
+        inferred["attn_fusion"] = "sum"
     if not (spatial and channel):
         which = "spatial" if spatial else "channel"
         if "spatial" not in accepted or "channel" not in accepted:

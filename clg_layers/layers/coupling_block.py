@@ -39,6 +39,8 @@ class CouplingBlock(nn.Module):
         reduction: Channel-attention reduction ratio of the CNN layers.
         spatial: Use DBPA's spatial (window) projection.
         channel: Use DBPA's channel (transposed) projection.
+        attn_fusion: How DBPA mixes its two projections: ``"gate"`` or ``"sum"``
+            (:data:`~clg_layers.DBPA_FUSIONS`).
 
     Shape:
         - Input: ``(B, C, H, W)``

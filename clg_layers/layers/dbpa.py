@@ -14,7 +14,7 @@ from ._shapes import band_rows, crop, known_zero, restore_format, to_nchw, to_to
 __all__ = ["DBPA", "DBPA_FUSIONS"]
 
 #: How :class:`DBPA` mixes its two projections (see its docstring).
-DBPA_FUSIONS: tuple[str, ...] = ("gate", "sum", "select", "pixel", "concat")
+DBPA_FUSIONS: tuple[str, ...] = ("gate", "sum")
 
 
 def _depthwise(dim: int, kernel_size: int, bias: bool) -> nn.Conv2d:
@@ -43,9 +43,13 @@ class DBPA(nn.Module):
       ``d×d`` map are computed in float32 whatever the input precision, since a
       sum of squares over a large image overflows float16.
 
-    A gate ``g = sigmoid(MLP(GAP(x)))`` of shape ``(B, C, 1, 1)`` mixes them,
-    ``y = g · spatial + (1 − g) · channel``, and a 1×1 projection (``proj``,
-    an :class:`~torch.nn.Linear`) maps the result back. Either branch can be switched off for ablations; the gate then
+    With ``fusion="gate"`` (the default) a gate ``g = sigmoid(MLP(GAP(x)))`` of
+    shape ``(B, C, 1, 1)`` mixes them, ``y = g · spatial + (1 − g) · channel``;
+    ``fusion="sum"`` (its parameter-free ablation) adds them,
+    ``y = spatial + channel``. A 1×1 projection (``proj``, an
+    :class:`~torch.nn.Linear`) maps the result back. (Other fusions were
+    measured and bought nothing; see the design notes, "Do DBPA's two
+    projections earn their keep?".) Either branch can be switched off for ablations; the gate then
     does not exist, so no parameter is left unused (which would break
     ``DistributedDataParallel``).
 
@@ -57,6 +61,9 @@ class DBPA(nn.Module):
         bias: Whether the 1×1 projections and depthwise convolutions carry a bias.
         spatial: Use the window (spatial) projection.
         channel: Use the transposed (channel) projection.
+        fusion: How the two projections are mixed, one of :data:`DBPA_FUSIONS`:
+            ``"gate"`` or ``"sum"``. Ignored (and the gate not built) when one
+            of them is off.
 
     Shape:
         - Input: ``(B, C, H, W)``, any ``H, W >= 1``
@@ -104,16 +111,10 @@ class DBPA(nn.Module):
         self.v_dw = _depthwise(dim, self.kernel_size, bias)
         if channel:
             self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
-        hidden = max(dim // 4, 4)
         if both and fusion == "gate":
+            hidden = max(dim // 4, 4)
             self.gate = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, dim, 1))
-        elif both and fusion == "select":
-            # Selective-kernel style: per-channel weights of the two outputs from their pooled sum.
-            self.gate = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, 2 * dim, 1))
-        elif both and fusion == "pixel":
-            # Per-pixel, per-channel gate from both outputs.
-            self.gate = nn.Linear(2 * dim, dim)
-        self.proj = nn.Linear(2 * dim if both and fusion == "concat" else dim, dim, bias=bias)
+        self.proj = nn.Linear(dim, dim, bias=bias)
         # Value written into the padded border of q/k/v before window attention.
         # It never reaches the output (padded keys are masked, padded queries
         # cropped); tests change it to prove exactly that.
@@ -149,8 +150,6 @@ class DBPA(nn.Module):
         q, k, v = self._qkv(t, rows)
         attn = self._channel_attention(q, k) if self.channel else None
         g = self._gate(t) if self.spatial and self.channel and self.fusion == "gate" else None
-        if self.spatial and self.channel and self.fusion == "select":
-            rows = h  # the weights pool both outputs over the whole map: no banding
         if rows >= h:
             y = self._attend(q, k, v, attn, g)
         else:
@@ -226,22 +225,8 @@ class DBPA(nn.Module):
             # one GEMM that writes the mixed result, no channel-branch temporary.
             mix = (attn * (1 - g).transpose(1, 2)).transpose(1, 2)  # (B, C_in, C_out)
             y = torch.baddbmm((s * g.view(b, 1, 1, c)).view(b, h * w, c), v_flat, mix)
-            return self.proj(y.reshape(b, h, w, c))
-        s_flat = s.reshape(b, h * w, c)  # a copy only where the window padding was cropped
-        if self.fusion == "sum":
-            y = torch.baddbmm(s_flat, v_flat, attn.transpose(1, 2))
-        else:
-            ch = torch.bmm(v_flat, attn.transpose(1, 2))  # (B, HW, C)
-            if self.fusion == "concat":
-                y = torch.cat((s_flat, ch), dim=-1)
-                return self.proj(y.reshape(b, h, w, 2 * c))
-            if self.fusion == "select":
-                pooled = (s_flat + ch).mean(1, dtype=torch.promote_types(s.dtype, torch.float32)).to(s.dtype)
-                a = torch.softmax(self.gate(pooled[:, :, None, None]).view(b, 2, 1, c), dim=1)
-                y = torch.addcmul(ch * a[:, 1], s_flat, a[:, 0])
-            else:  # pixel
-                g = torch.sigmoid(self.gate(torch.cat((s_flat, ch), dim=-1)))
-                y = torch.addcmul(ch, g, s_flat - ch)
+        else:  # "sum": s + v @ attnᵀ, one GEMM that adds to s
+            y = torch.baddbmm(s.reshape(b, h * w, c), v_flat, attn.transpose(1, 2))
         return self.proj(y.reshape(b, h, w, c))
 
     def _spatial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

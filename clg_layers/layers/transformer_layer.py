@@ -54,6 +54,8 @@ class TransformerLayer(nn.Module):
         drop_path: Stochastic-depth probability of both branches.
         spatial: Use DBPA's spatial (window) projection.
         channel: Use DBPA's channel (transposed) projection.
+        attn_fusion: How DBPA mixes its two projections: ``"gate"`` or ``"sum"``
+            (:data:`~clg_layers.DBPA_FUSIONS`).
 
     Shape:
         - Input: ``(B, C, H, W)``

@@ -124,6 +124,8 @@ class CLGINet(nn.Module):
             ablation).
         spatial: Use DBPA's spatial (window) projection in every block.
         channel: Use DBPA's channel (transposed) projection in every block.
+        attn_fusion: How every DBPA mixes its two projections: ``"gate"`` (the
+            default) or ``"sum"`` (:data:`~clg_layers.DBPA_FUSIONS`).
 
     Shape:
         - Input: ``(B, in_chans, H, W)``, any ``H, W >= 1``
