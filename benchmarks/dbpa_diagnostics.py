@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--probe-every", type=int, default=50)
-    parser.add_argument("--task", choices=sorted(qpc.TASKS), default="denoise")
+    parser.add_argument("--task", choices=("denoise", "deblur", "derain"), default="denoise")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--patch", type=int, default=48)
     parser.add_argument("--sigma", type=float, default=25.0)

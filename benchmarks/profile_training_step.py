@@ -13,8 +13,12 @@ default, as there). Three reports:
   the rest of the step (loss, optimiser, padding, reshapes between modules)
   is reported as "outside".
 * ``--ops``: the busiest operators from :mod:`torch.profiler`.
+* ``--depthwise``: forward, input gradient and weight gradient of one
+  depthwise convolution (16 channels, ``--batch`` of ``--patch``²) at 3×3,
+  5×5 and 7×7, in ``channels_last`` and contiguous (NCHW) memory.
 * always: seconds per step of each ``--models`` spec, eager and (with
-  ``--compile``) under ``torch.compile``, medians of ``--repeats`` rounds of
+  ``--compile``) under plain ``torch.compile`` and with
+  :data:`clg_layers.training.run.TRAIN_COMPILE_OPTIONS`, medians of ``--repeats`` rounds of
   ``--steps`` steps, run round-robin so that machine noise hits all alike.
 
 All times are CPU time of this process (:func:`time.process_time`), so that
@@ -23,7 +27,7 @@ other work on a shared machine inflates them less than wall-clock time would.
 Model specs are those of ``quality_per_compute.py`` (``nafnet16`` needs
 ``--nafnet-arch``). Example (the figures of docs/design.rst)::
 
-    python benchmarks/profile_training_step.py --models clginet-tiny nafnet16 --families --ops --compile \\
+    python benchmarks/profile_training_step.py --models clginet-tiny nafnet16 --families --depthwise --compile \\
         --nafnet-arch /path/NAFNet_arch.py
 """
 
@@ -66,6 +70,10 @@ def families() -> list[tuple[str, Callable[[str, nn.Module], bool]]]:
     ]
 
 
+DW = "  of which depthwise q/k/v convs"
+PROJ = "  of which q/k/v/output Linear"
+
+
 def make_batch(batch: int, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     clean = torch.rand(batch, 3, patch, patch, generator=g)
@@ -106,6 +114,13 @@ def family_times(model: nn.Module, batch: int, patch: int, steps: int) -> dict[s
                 claim(child)
 
     claim(model)
+    # Inside DBPA, also time its convolutions and projections ("of which" rows, not added to the sums).
+    subs = {"q_dw": DW, "k_dw": DW, "v_dw": DW, "q": PROJ, "k": PROJ, "v": PROJ, "proj": PROJ}
+    for m, name in list(owner.items()):
+        if name == "DBPA (attention)":
+            for attr, child in m.named_children():
+                if attr in subs:
+                    owner[child] = subs[attr]
     totals: dict[tuple[str, str], float] = defaultdict(float)
     starts: dict[tuple[int, str], float] = {}
     handles = []
@@ -149,13 +164,16 @@ def family_times(model: nn.Module, batch: int, patch: int, steps: int) -> dict[s
     finally:
         for h in handles:
             h.remove()
-    out = {name: (totals[(name, "forward")] / steps, totals[(name, "backward")] / steps) for name, _ in fams}
-    out["the rest (loss, padding, glue)"] = (
-        phase["forward"] / steps - sum(f for f, _ in out.values()),
-        phase["backward"] / steps - sum(b for _, b in out.values()),
-    )
+    names = [name for name, _ in fams]
+    out = {name: (totals[(name, "forward")] / steps, totals[(name, "backward")] / steps) for name in names}
+    rest = (phase["forward"] / steps - sum(f for f, _ in out.values()),
+            phase["backward"] / steps - sum(b for _, b in out.values()))
+    for sub in (DW, PROJ):  # listed right after DBPA
+        out[sub] = (totals[(sub, "forward")] / steps, totals[(sub, "backward")] / steps)
+    out = {k: out[k] for k in [names[0], DW, PROJ, *names[1:]]}
+    out["the rest (loss, padding, glue)"] = rest
     out["optimiser (AdamW)"] = (0.0, phase["optimiser"] / steps)
-    out["whole step (with hooks)"] = (phase["forward"] / steps, (phase["backward"] + phase["optimiser"]) / steps)
+    out["whole step (with hooks)"] = (phase["forward"] / steps, phase["backward"] / steps)
     return out
 
 
@@ -174,6 +192,39 @@ def step_rates(steps: dict[str, Callable[[], None]], n: int, repeats: int) -> di
     return {name: statistics.median(v) for name, v in times.items()}
 
 
+def depthwise_times(batch: int, patch: int, repeats: int, channels: int = 16) -> list[tuple[str, int, float, float, float]]:
+    """Milliseconds of forward, input gradient and weight gradient of a depthwise convolution."""
+    rows = []
+    for k in (3, 5, 7):
+        for layout in ("channels_last", "NCHW"):
+            fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+            x = torch.randn(batch, channels, patch, patch).to(memory_format=fmt)
+            gy = torch.randn_like(x)
+            w = torch.randn(channels, 1, k, k)
+
+            def grad(mask: list[bool], x=x, gy=gy, w=w, k=k) -> object:
+                return torch.ops.aten.convolution_backward(gy, x, w, None, [1, 1], [k // 2] * 2, [1, 1], False,
+                                                          [0, 0], channels, mask)
+
+            calls = {
+                "forward": lambda x=x, w=w, k=k: nn.functional.conv2d(x, w, None, 1, k // 2, 1, channels),
+                "input grad": lambda: grad([True, False, False]),
+                "weight grad": lambda: grad([False, True, False]),
+            }
+            ms = []
+            for fn in calls.values():
+                fn()
+                times = []
+                for _ in range(repeats):
+                    t0 = time.process_time()
+                    for _ in range(10):
+                        fn()
+                    times.append((time.process_time() - t0) / 10)
+                ms.append(1e3 * statistics.median(times))
+            rows.append((layout, k, *ms))
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["clginet-tiny"])
@@ -185,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", action="store_true", help="per-family forward/backward times of the first model")
     parser.add_argument("--ops", action="store_true", help="busiest operators of the first model's step")
     parser.add_argument("--compile", action="store_true", help="also time each model under torch.compile")
+    parser.add_argument("--depthwise", action="store_true", help="time one depthwise convolution's three passes")
     parser.add_argument("--nafnet-arch")
     parser.add_argument("--restormer-arch")
     args = parser.parse_args(argv)
@@ -196,9 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         model = qpc.build_model(first, args)
         times = family_times(model, args.batch, args.patch, args.steps * args.repeats)
         print(f"{first}: batch {args.batch} of {args.patch}², {args.threads} thread(s), ms per step")
-        print(f"{'family':<34} {'forward':>8} {'backward':>8} {'total':>8}   (optimiser: in 'backward')")
+        print(f"{'family':<34} {'forward':>8} {'backward':>8} {'total':>8}")
+        opt_s = times["optimiser (AdamW)"][1]
         for name, (f, b) in times.items():
-            print(f"{name:<34} {1e3 * f:8.1f} {1e3 * b:8.1f} {1e3 * (f + b):8.1f}")
+            total = f + b + (opt_s if name.startswith("whole step") else 0.0)  # the whole step includes AdamW
+            print(f"{name:<34} {1e3 * f:8.1f} {1e3 * b:8.1f} {1e3 * total:8.1f}")
     if args.ops:
         from torch.profiler import ProfilerActivity, profile
 
@@ -210,19 +264,28 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.steps):
                 step()
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+    if args.depthwise:
+        print(f"depthwise convolution, 16 channels, batch {args.batch} of {args.patch}², ms (median)")
+        print(f"{'layout':<14} {'kernel':>6} {'forward':>8} {'input grad':>10} {'weight grad':>11}")
+        for layout, k, f, gi, gw in depthwise_times(args.batch, args.patch, args.repeats):
+            print(f"{layout:<14} {f'{k}×{k}':>6} {f:8.2f} {gi:10.2f} {gw:11.2f}")
     variants: dict[str, Callable[[], None]] = {}
     for spec in args.models:
         torch.manual_seed(0)
         variants[spec] = make_step(qpc.build_model(spec, args), args.batch, args.patch)
         if args.compile:
-            torch.manual_seed(0)
-            variants[f"{spec} (torch.compile)"] = make_step(torch.compile(qpc.build_model(spec, args)), args.batch,
-                                                            args.patch)
+            from clg_layers.training import TRAIN_COMPILE_OPTIONS
+
+            for label, options in (("torch.compile", None), ("compiled, layout forced", TRAIN_COMPILE_OPTIONS)):
+                torch.manual_seed(0)
+                model = qpc.build_model(spec, args)
+                model.compile(options=options)
+                variants[f"{spec} ({label})"] = make_step(model, args.batch, args.patch)
     rates = step_rates(variants, args.steps, args.repeats)
     base = rates[first]
-    print(f"{'model':<44} {'s/step':>7} {'vs ' + first:>20}")
+    print(f"{'model':<56} {'s/step':>7} {'vs ' + first:>20}")
     for name, s in rates.items():
-        print(f"{name:<44} {s:7.3f} {base / s:19.2f}×")
+        print(f"{name:<56} {s:7.3f} {base / s:19.2f}×")
     return 0
 
 

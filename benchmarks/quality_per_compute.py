@@ -220,12 +220,12 @@ def _build(name: str, options: dict[str, Any], args: argparse.Namespace) -> nn.M
 # ----------------------------------------------------------------------------------------------- one run
 
 
-#: Degradation options per ``--task`` (deblurring and deraining as in ``benchmarks/train_tasks.py``).
-TASKS: dict[str, dict[str, Any]] = {
-    "denoise": {},
-    "deblur": {"length": [5.0, 11.0], "curvature": 0.5},
-    "derain": {"density": [0.005, 0.02]},
-}
+def _task_options() -> dict[str, dict[str, Any]]:
+    """Degradation options per ``--task``: those of ``benchmarks/train_tasks.py`` (next to this file)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from train_tasks import OPTIONS
+
+    return OPTIONS
 
 
 def _data(args: argparse.Namespace, seed: int) -> tuple[Any, Any]:
@@ -234,7 +234,7 @@ def _data(args: argparse.Namespace, seed: int) -> tuple[Any, Any]:
     from clg_layers.demo import HELD_OUT_IMAGES, TRAIN_IMAGES, load_photo
     from clg_layers.training import make_degradation
 
-    options = dict(TASKS[args.task], **({"sigma": args.sigma} if args.task == "denoise" else {}))
+    options = dict(_task_options()[args.task], **({"sigma": args.sigma} if args.task == "denoise" else {}))
     noise = make_degradation(args.task, options)
     train = SyntheticPairs([load_photo(n) for n in TRAIN_IMAGES], noise)
     batches = RandomPatchBatches(train, PatchSchedule.constant(args.patch, args.batch), steps=10**9, seed=seed)
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=None, help="training CPU minutes per run instead of steps")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--patch", type=int, default=48)
-    parser.add_argument("--task", choices=sorted(TASKS), default="denoise",
+    parser.add_argument("--task", choices=("denoise", "deblur", "derain"), default="denoise",
                         help="synthetic degradation: Gaussian noise (--sigma), motion blur or rain streaks")
     parser.add_argument("--sigma", type=float, default=25.0)
     parser.add_argument("--lr", type=float, default=1e-3)

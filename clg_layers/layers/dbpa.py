@@ -47,11 +47,11 @@ class DBPA(nn.Module):
     shape ``(B, C, 1, 1)`` mixes them, ``y = g · spatial + (1 − g) · channel``;
     ``fusion="sum"`` (its parameter-free ablation) adds them,
     ``y = spatial + channel``. A 1×1 projection (``proj``, an
-    :class:`~torch.nn.Linear`) maps the result back. (Other fusions were
-    measured and bought nothing; see the design notes, "Do DBPA's two
-    projections earn their keep?".) Either branch can be switched off for ablations; the gate then
-    does not exist, so no parameter is left unused (which would break
-    ``DistributedDataParallel``).
+    :class:`~torch.nn.Linear`) maps the result back. Other fusions were
+    measured and bought nothing (design notes, "Do DBPA's two projections
+    earn their keep?"). Either branch can be switched off for ablations; the
+    gate then does not exist, so no parameter is left unused (which would
+    break ``DistributedDataParallel``).
 
     Args:
         dim: Number of channels ``C``.
@@ -205,7 +205,7 @@ class DBPA(nn.Module):
                 (from :meth:`_channel_attention`), or ``None`` without the
                 channel branch.
             g: The gate of the whole map, ``(B, 1, C)``, or ``None`` unless both
-                branches are on.
+                branches are on and ``fusion="gate"``.
 
         Returns:
             Tensor of shape ``(B, R, W, C)``.
