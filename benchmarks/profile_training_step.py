@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             for label, options in (("torch.compile", None), ("compiled, layout forced", TRAIN_COMPILE_OPTIONS)):
                 torch.manual_seed(0)
                 model = qpc.build_model(spec, args)
-                model.compile(options=options)
+                model.compile(dynamic=False, options=options)
                 variants[f"{spec} ({label})"] = make_step(model, args.batch, args.patch)
     rates = step_rates(variants, args.steps, args.repeats)
     base = rates[first]

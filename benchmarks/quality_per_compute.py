@@ -188,7 +188,7 @@ def build_model(spec: str, args: argparse.Namespace) -> nn.Module:
     if compile_it:
         from clg_layers.training import TRAIN_COMPILE_OPTIONS
 
-        model.compile(options=TRAIN_COMPILE_OPTIONS)
+        model.compile(dynamic=False, options=TRAIN_COMPILE_OPTIONS)
     return model
 
 

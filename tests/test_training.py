@@ -123,10 +123,14 @@ def test_resume_refuses_code_and_junk(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_compiled_training_follows_eager_and_exports_plain_weights(photos: dict, tmp_path: Path) -> None:
-    """``compile=True`` trains the same function: same losses as eager, same parameter names in the export."""
+    """``compile=True`` trains the same function: same losses as eager, same parameter names in the export.
+
+    Two patch sizes (a progressive schedule): the second one recompiles, which must stay static
+    (with automatic dynamic shapes inductor's forced layout optimisation failed on the window padding).
+    """
     data = SyntheticPairs(photos["train"], make_degradation("denoise"))
     small = dict(dim=8, depths=(1, 1, 1, 1), num_heads=1, refinement_depth=0)
-    kw = dict(max_steps=3, patch=32, model_args=small, ema_decay=0.0)
+    kw = dict(max_steps=3, schedule=[[2, 32, 4], [1, 40, 4]], model_args=small, ema_decay=0.0)
     eager = train(quick(tmp_path / "eager", **kw), train_data=data)
     compiled = train(quick(tmp_path / "compiled", compile=True, **kw), train_data=data)
     a, b = losses(tmp_path / "eager" / "metrics.csv"), losses(tmp_path / "compiled" / "metrics.csv")
