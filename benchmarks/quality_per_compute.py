@@ -303,6 +303,17 @@ def run_one(spec: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------- report
 
 
+def _grid(rows: list[tuple[str, ...]]) -> str:
+    """An RST grid table; the first row is the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    out = [line]
+    for i, row in enumerate(rows):
+        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+        out.append(line.replace("-", "=") if i == 0 else line)
+    return "\n".join(out)
+
+
 def table(results: list[dict[str, Any]], specs: list[str]) -> str:
     """An RST grid of mean (and per-seed) held-out PSNR/SSIM per spec."""
     rows = [("model", "params (M)", "steps", "s/step", "PSNR (dB), mean", "per seed", "SSIM, mean")]
@@ -319,13 +330,7 @@ def table(results: list[dict[str, Any]], specs: list[str]) -> str:
             " / ".join(f"{r['psnr']:.2f}" for r in runs),
             f"{statistics.mean(r['ssim'] for r in runs):.4f}",
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-    out = [line]
-    for i, row in enumerate(rows):
-        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
-        out.append(line.replace("-", "=") if i == 0 else line)
-    return "\n".join(out)
+    return _grid(rows)
 
 
 def at_seconds(results: list[dict[str, Any]], specs: list[str], seconds: float) -> str:
@@ -343,13 +348,7 @@ def at_seconds(results: list[dict[str, Any]], specs: list[str], seconds: float) 
         points = [max((p for p in r["curve"] if p["seconds"] <= seconds), key=lambda p: p["step"]) for r in runs]
         rows.append((f"``{spec}``", f"{statistics.mean(p['step'] for p in points):.0f}",
                      f"{statistics.mean(p['psnr'] for p in points):.2f}", " / ".join(f"{p['psnr']:.2f}" for p in points)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
-    out = [line]
-    for i, row in enumerate(rows):
-        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
-        out.append(line.replace("-", "=") if i == 0 else line)
-    return "\n".join(out)
+    return _grid(rows)
 
 
 def plot(results: list[dict[str, Any]], specs: list[str], path: str) -> None:
