@@ -74,7 +74,7 @@ def _branches(m: Any, x: torch.Tensor) -> dict[str, float]:
 
 def _sharpness(attn: torch.Tensor, heads: int) -> float:
     """``1 − H/log d`` averaged over the rows of the block-diagonal channel map ``(B, C, C)``."""
-    b, c, _ = attn.shape
+    c = attn.shape[1]
     d = c // heads
     blocks = torch.stack([attn[:, i * d : (i + 1) * d, i * d : (i + 1) * d] for i in range(heads)], 1)
     entropy = -(blocks * blocks.clamp_min(1e-30).log()).sum(-1)

@@ -3,8 +3,8 @@
 from .tools.benchmark import BenchmarkReport, BenchmarkResult, benchmark, matmul_peak_gmacs
 from .layers import (
     COUPLING_MODES,
-    DBPA_FUSIONS,
     DBPA,
+    DBPA_FUSIONS,
     GNFF,
     ChannelAttention,
     CNNLayer,
