@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_input
+from ._checks import check_input, check_int
 from ._shapes import holds_result, reusable_output, to_nchw, to_tokens
+from .block_config import COUPLING_MODES, BlockConfig, resolve
 from .cnn_layer import CNNLayer
 from .transformer_layer import TransformerLayer
 
 __all__ = ["CouplingBlock", "COUPLING_MODES"]
-
-#: Accepted values of ``CouplingBlock(coupling=...)``.
-COUPLING_MODES: tuple[str, ...] = ("concat", "none")
 
 
 class CouplingBlock(nn.Module):
@@ -27,67 +27,35 @@ class CouplingBlock(nn.Module):
 
     Args:
         dim: Number of channels ``C``.
-        num_heads: Attention heads of :class:`~clg_layers.DBPA`; must divide ``dim``.
-        window_size: Window side of DBPA's spatial projection.
-        kernel_size: Depthwise kernel of DBPA's ``qkv``.
-        expansion: Expansion ratio of :class:`~clg_layers.GNFF`.
-        drop_path: Stochastic-depth probability of the Transformer branches.
-        coupling: ``"concat"`` (the paper's connection) or ``"none"``.
-        cnn_kernel_size: Kernel size of both :class:`~clg_layers.CNNLayer`.
-        cnn_groups: Groups of the CNN layers' convolutions (``dim`` gives the
-            depthwise-separable variant used by ``clginet-tiny``).
-        reduction: Channel-attention reduction ratio of the CNN layers.
-        spatial: Use DBPA's spatial (window) projection.
-        channel: Use DBPA's channel (transposed) projection.
-        attn_fusion: How DBPA mixes its two projections: ``"gate"`` or ``"sum"``
-            (:data:`~clg_layers.DBPA_FUSIONS`).
+        config: The block options (:class:`~clg_layers.layers.BlockConfig`),
+            handed as one object to both CNN layers and the Transformer layer.
+            ``None`` means the defaults.
+        **options: Fields of :class:`~clg_layers.layers.BlockConfig` that
+            replace those of ``config``, e.g. ``CouplingBlock(32, num_heads=2)``.
 
     Shape:
         - Input: ``(B, C, H, W)``
         - Output: ``(B, C, H, W)``
     """
 
-    def __init__(
-        self,
-        dim: int,
-        *,
-        num_heads: int = 1,
-        window_size: int = 8,
-        kernel_size: int = 7,
-        expansion: float = 2.66,
-        drop_path: float = 0.0,
-        coupling: str = "concat",
-        cnn_kernel_size: int = 3,
-        cnn_groups: int = 1,
-        reduction: int = 16,
-        spatial: bool = True,
-        channel: bool = True,
-        attn_fusion: str = "gate",
-    ) -> None:
+    def __init__(self, dim: int, config: BlockConfig | None = None, **options: Any) -> None:
         super().__init__()
-        self.dim = dim
-        self.coupling = check_choice("CouplingBlock", "coupling", coupling, COUPLING_MODES)
-        self.cnn1 = CNNLayer(dim, kernel_size=cnn_kernel_size, reduction=reduction, groups=cnn_groups)
-        self.transformer = TransformerLayer(
-            dim,
-            num_heads=num_heads,
-            window_size=window_size,
-            kernel_size=kernel_size,
-            expansion=expansion,
-            drop_path=drop_path,
-            spatial=spatial,
-            channel=channel,
-            attn_fusion=attn_fusion,
-        )
+        cfg = resolve("CouplingBlock", config, options)
+        self.dim = check_int("CouplingBlock", "dim", dim)
+        cfg.check_width("CouplingBlock", dim)
+        self.coupling = cfg.coupling
+        cnn = dict(kernel_size=cfg.cnn_kernel_size, reduction=cfg.reduction, groups=cfg.groups_for(dim))
+        self.cnn1 = CNNLayer(dim, **cnn)
+        self.transformer = TransformerLayer(dim, config=cfg)
         # The 1×1 convolution over [c₁, t], as an nn.Linear over the channels of the
         # token layout: a matrix product, whose backward is a plain GEMM too (oneDNN's
         # 1×1 convolution backward took about 5 % of a training step more).
         self.fuse: nn.Linear | None = None
-        if coupling == "concat":
+        if cfg.coupling == "concat":
             self.fuse = nn.Linear(2 * dim, dim)
             nn.init.zeros_(self.fuse.weight)
             nn.init.zeros_(self.fuse.bias)
-        self.cnn2 = CNNLayer(dim, kernel_size=cnn_kernel_size, reduction=reduction, groups=cnn_groups)
+        self.cnn2 = CNNLayer(dim, **cnn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the block.

@@ -9,12 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_bool, check_choice, check_divisible, check_input, check_int
+from .block_config import DBPA_FUSIONS
 from ._shapes import band_rows, crop, known_zero, restore_format, to_nchw, to_tokens
 
 __all__ = ["DBPA", "DBPA_FUSIONS"]
-
-#: How :class:`DBPA` mixes its two projections (see its docstring).
-DBPA_FUSIONS: tuple[str, ...] = ("gate", "sum")
 
 
 def _depthwise(dim: int, kernel_size: int, bias: bool) -> nn.Conv2d:

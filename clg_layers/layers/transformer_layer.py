@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from timm.layers import DropPath, LayerNorm
 from torch import nn
 
-from ._checks import check_input, check_positive_float
+from ._checks import check_input, check_int
 from ._shapes import band_rows, holds_result, restore_format, reusable_output, to_nchw, to_tokens
+from .block_config import BlockConfig, resolve
 from .dbpa import DBPA
 from .gnff import GNFF
 from .layer_scale import LayerScale
@@ -47,15 +50,12 @@ class TransformerLayer(nn.Module):
 
     Args:
         dim: Number of channels ``C``.
-        num_heads: Attention heads of :class:`DBPA`; must divide ``dim``.
-        window_size: Window side of :class:`DBPA`'s spatial projection.
-        kernel_size: Depthwise kernel of :class:`DBPA`'s ``q, k, v``.
-        expansion: Expansion ratio of :class:`GNFF`.
-        drop_path: Stochastic-depth probability of both branches.
-        spatial: Use DBPA's spatial (window) projection.
-        channel: Use DBPA's channel (transposed) projection.
-        attn_fusion: How DBPA mixes its two projections: ``"gate"`` or ``"sum"``
-            (:data:`~clg_layers.DBPA_FUSIONS`).
+        config: The block options (:class:`~clg_layers.layers.BlockConfig`);
+            this layer reads ``num_heads``, ``window_size``, ``kernel_size``,
+            ``spatial``, ``channel``, ``attn_fusion`` (for DBPA), ``expansion``
+            (for GNFF) and ``drop_path``. ``None`` means the defaults.
+        **options: Fields of :class:`~clg_layers.layers.BlockConfig` that
+            replace those of ``config``, e.g. ``num_heads=2``.
 
     Shape:
         - Input: ``(B, C, H, W)``
@@ -66,44 +66,31 @@ class TransformerLayer(nn.Module):
     #: inference (see the class docstring); ``0`` disables banding.
     band_bytes: int = 8 * 2**20
 
-    def __init__(
-        self,
-        dim: int,
-        *,
-        num_heads: int = 1,
-        window_size: int = 8,
-        kernel_size: int = 7,
-        expansion: float = 2.66,
-        drop_path: float = 0.0,
-        spatial: bool = True,
-        channel: bool = True,
-        attn_fusion: str = "gate",
-    ) -> None:
+    def __init__(self, dim: int, config: BlockConfig | None = None, **options: Any) -> None:
         super().__init__()
-        self.dim = dim
+        cfg = resolve("TransformerLayer", config, options)
+        self.dim = check_int("TransformerLayer", "dim", dim)
+        cfg.check_width("TransformerLayer", dim)
+        self.norm1 = LayerNorm(dim)
         self.attn = DBPA(
             dim,
-            num_heads=num_heads,
-            window_size=window_size,
-            kernel_size=kernel_size,
-            spatial=spatial,
-            channel=channel,
-            fusion=attn_fusion,
+            num_heads=cfg.num_heads,
+            window_size=cfg.window_size,
+            kernel_size=cfg.kernel_size,
+            spatial=cfg.spatial,
+            channel=cfg.channel,
+            fusion=cfg.attn_fusion,
         )
-        drop_path = check_positive_float("TransformerLayer", "drop_path", drop_path, allow_zero=True)
-        if drop_path >= 1.0:
-            raise ValueError(f"TransformerLayer: `drop_path` must be in [0, 1), got {drop_path}")
-        self.norm1 = LayerNorm(dim)
         self.scale1 = LayerScale(dim, init_values=1.0)
         self.norm2 = LayerNorm(dim)
-        self.ffn = GNFF(dim, expansion=expansion)
+        self.ffn = GNFF(dim, expansion=cfg.expansion)
         self.scale2 = LayerScale(dim, init_values=1.0)
         # Each branch ends in a zero projection: the layer starts as the identity.
         for last in (self.attn.proj, self.ffn.fc2):
             nn.init.zeros_(last.weight)
             if last.bias is not None:
                 nn.init.zeros_(last.bias)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = DropPath(cfg.drop_path) if cfg.drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer.

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from timm.models import checkpoint_seq
 from torch import nn
 
-from ..layers import COUPLING_MODES, DBPA_FUSIONS, CouplingBlock, HybridGatedUnit
+from ..layers import COUPLING_MODES, DBPA_FUSIONS, BlockConfig, CouplingBlock, HybridGatedUnit
 from ..layers._checks import check_bool, check_choice, check_input, check_int, check_positive_float
 from ..layers._shapes import crop, known_zero, restore_format
 from .registry import register_model
@@ -226,25 +226,21 @@ class CLGINet(nn.Module):
         n_blocks = 2 * sum(depths[:-1]) + depths[-1] + refinement_depth
         rates = iter([drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)])
 
+        block = BlockConfig(
+            window_size=window_size,
+            kernel_size=kernel_size,
+            expansion=expansion,
+            coupling=coupling,
+            cnn_groups=cnn_groups,
+            spatial=spatial,
+            channel=channel,
+            attn_fusion=attn_fusion,
+        )
+
         def stage(level: int, depth: int) -> nn.Sequential:
-            w = widths[level]
+            cfg = block.replace(num_heads=heads[level])
             return nn.Sequential(
-                *(
-                    CouplingBlock(
-                        w,
-                        num_heads=heads[level],
-                        window_size=window_size,
-                        kernel_size=kernel_size,
-                        expansion=expansion,
-                        drop_path=next(rates),
-                        coupling=coupling,
-                        cnn_groups=cnn_groups or w,
-                        spatial=spatial,
-                        channel=channel,
-                        attn_fusion=attn_fusion,
-                    )
-                    for _ in range(depth)
-                )
+                *(CouplingBlock(widths[level], cfg.replace(drop_path=next(rates))) for _ in range(depth))
             )
 
         self.embed = nn.Conv2d(self.in_chans, dim, 3, padding=1)
