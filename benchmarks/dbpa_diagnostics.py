@@ -44,16 +44,24 @@ import quality_per_compute as qpc  # noqa: E402  (the benchmark next to this fil
 
 
 def _branches(m: Any, x: torch.Tensor) -> dict[str, float]:
-    """Statistics of one DBPA's two branches for input ``x`` of shape ``(B, C, H, W)``."""
-    from clg_layers.layers._shapes import to_tokens
+    """Statistics of one DBPA's two branches for input ``x`` of shape ``(B, C, H, W)``.
 
-    t = to_tokens(x).contiguous()
+    The steps of ``DBPA.forward`` (its plain path), computed one by one so each
+    intermediate (``S``, ``A``, ``C``, ``g``) can be measured.
+    """
+    from clg_layers.layers._shapes import to_nchw, to_tokens
+    from clg_layers.layers.dbpa import channel_attention, window_attention
+
+    t = to_tokens(x)
     b, h, w, c = t.shape
-    q, k, v = m._qkv(t, h)
-    attn = m._channel_attention(q, k)
-    s = m._spatial(q, k, v).reshape(b, h * w, c)
-    ch = torch.bmm(v.reshape(b, h * w, c), attn.transpose(1, 2).to(v.dtype))
-    g = m._gate(t).expand(b, h * w, c) if m.fusion == "gate" else torch.full_like(s, 0.5)
+    q, k, v = (to_tokens(dw(to_nchw(proj(t)))) for proj, dw in ((m.q, m.q_dw), (m.k, m.k_dw), (m.v, m.v_dw)))
+    attn = channel_attention(q, k, m.temperature, m.num_heads)  # (B, heads, d, d)
+    s = window_attention(q, k, v, m.num_heads, m.window_size).reshape(b, h * w, c)
+    ch = torch.einsum("bhij,bnhj->bnhi", attn.to(v.dtype), v.reshape(b, h * w, m.num_heads, -1)).flatten(-2)
+    if m.fusion == "gate":
+        g = torch.sigmoid(m.gate(x.mean((2, 3), keepdim=True))).view(b, 1, c).expand(b, h * w, c)
+    else:
+        g = torch.full_like(s, 0.5)
     sc, cc = s - s.mean(1, keepdim=True), ch - ch.mean(1, keepdim=True)
     corr = (sc * cc).sum(1) / (sc.norm(dim=1) * cc.norm(dim=1)).clamp_min(1e-12)  # (B, C)
     scale = 2.0 if m.fusion == "sum" else 1.0  # sum: S + C = 2·(0.5·S + 0.5·C)
@@ -68,16 +76,14 @@ def _branches(m: Any, x: torch.Tensor) -> dict[str, float]:
         corr=corr.mean().item(),
         share_s=ns / max(ns + nc, 1e-12),
         tau=m.temperature.mean().item(),
-        sharp=_sharpness(attn, m.num_heads),
+        sharp=_sharpness(attn),
     )
 
 
-def _sharpness(attn: torch.Tensor, heads: int) -> float:
-    """``1 − H/log d`` averaged over the rows of the block-diagonal channel map ``(B, C, C)``."""
-    c = attn.shape[1]
-    d = c // heads
-    blocks = torch.stack([attn[:, i * d : (i + 1) * d, i * d : (i + 1) * d] for i in range(heads)], 1)
-    entropy = -(blocks * blocks.clamp_min(1e-30).log()).sum(-1)
+def _sharpness(attn: torch.Tensor) -> float:
+    """``1 − H/log d`` averaged over the rows of the per-head channel maps ``(B, heads, d, d)``."""
+    d = attn.shape[-1]
+    entropy = -(attn * attn.clamp_min(1e-30).log()).sum(-1)
     return 1.0 - (entropy / max(torch.log(torch.tensor(float(d))).item(), 1e-12)).mean().item() if d > 1 else 1.0
 
 

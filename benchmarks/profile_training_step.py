@@ -51,7 +51,7 @@ import quality_per_compute as qpc  # noqa: E402  (the benchmark next to this fil
 def families() -> list[tuple[str, Callable[[str, nn.Module], bool]]]:
     """Module families: a label and a test on a module's attribute name and the module (first match wins)."""
     import clg_layers as cl
-    from clg_layers.layers.layer_scale import LayerScale, LayerScale2d
+    from timm.layers import LayerScale, LayerScale2d
     from clg_layers.models import clginet
 
     def of(*types: type) -> Callable[[str, nn.Module], bool]:

@@ -125,14 +125,20 @@ def test_dbpa_matches_naive_reference(size: tuple[int, int], branches: tuple[boo
 
 
 def test_dbpa_channel_heads_do_not_mix() -> None:
-    """Channel attention never mixes channels of different heads: changing head 1's v leaves
-    head 0's output untouched (the off-block entries of the C×C map are exactly 0)."""
+    """Channel attention never mixes channels of different heads, in both paths: the plain path's
+    per-head maps are rows summing to one, and the inference path's block-diagonal C×C matrix has
+    exactly zero entries between heads and the same blocks."""
+    from clg_layers.layers.dbpa import channel_attention
+
     m = _randomised(cl.DBPA(8, num_heads=2, spatial=False).double())
     q, k = torch.randn(2, 1, 4, 5, 8, dtype=torch.float64).unbind(0)
-    attn = m._channel_attention(q, k)[0]
+    per_head = channel_attention(q, k, m.temperature, 2)[0]  # (heads, d, d)
+    torch.testing.assert_close(per_head.sum(-1), torch.ones(2, 4, dtype=torch.float64))
+    attn = m._channel_matrix(q, k)[0]
     assert torch.equal(attn[:4, 4:], torch.zeros(4, 4, dtype=torch.float64))
     assert torch.equal(attn[4:, :4], torch.zeros(4, 4, dtype=torch.float64))
-    torch.testing.assert_close(attn.sum(-1), torch.ones(8, dtype=torch.float64))
+    torch.testing.assert_close(attn[:4, :4], per_head[0])
+    torch.testing.assert_close(attn[4:, 4:], per_head[1])
 
 
 def test_dbpa_ablations_run_and_differ() -> None:
@@ -208,10 +214,12 @@ def test_hgu_resampling_commutes_with_projection() -> None:
     f0 = torch.randn(1, 4, 8, 10, dtype=torch.float64)
     f1 = torch.randn(1, 4, 4, 5, dtype=torch.float64)
     f2 = torch.randn(1, 4, 16, 20, dtype=torch.float64)
-    from clg_layers.layers.hybrid_gated_unit import _resize
+    from clg_layers.layers.hybrid_gated_unit import pool_to, upsample_to
+
+    def p(f: torch.Tensor) -> torch.Tensor:  # the forward's p_i
+        return upsample_to(m.proj[1](pool_to(f, f0)), f0)
 
     up_then_proj = m.proj[1](F.interpolate(f1, size=(8, 10), mode="bilinear", align_corners=False))
-    torch.testing.assert_close(_resize(f1, (8, 10), m.proj[1]), up_then_proj)
+    torch.testing.assert_close(p(f1), up_then_proj)
     pool_then_proj = m.proj[1](F.adaptive_avg_pool2d(f2, (8, 10)))
-    torch.testing.assert_close(_resize(f2, (8, 10), m.proj[1]), pool_then_proj)
-    del f0
+    torch.testing.assert_close(p(f2), pool_then_proj)

@@ -2,6 +2,7 @@
 
 from .block_config import COUPLING_MODES, DBPA_FUSIONS, BlockConfig
 from .channel_attention import ChannelAttention
+from ._inference import fast_inference_enabled, set_fast_inference, use_inference_path
 from .cnn_layer import CNNLayer
 from .coupling_block import CouplingBlock
 from .dbpa import DBPA
@@ -20,4 +21,7 @@ __all__ = [
     "GNFF",
     "HybridGatedUnit",
     "TransformerLayer",
+    "fast_inference_enabled",
+    "set_fast_inference",
+    "use_inference_path",
 ]

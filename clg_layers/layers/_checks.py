@@ -72,8 +72,12 @@ def check_input(owner: str, x: object, channels: int | None, *, name: str = "inp
     """Check that ``x`` is a floating ``(B, C, H, W)`` tensor with ``channels`` channels and no empty dim.
 
     Shape checks read only static metadata, so they cost nothing at run time and
-    ``torch.compile`` turns them into guards rather than graph breaks.
+    ``torch.compile`` turns them into guards rather than graph breaks. Under
+    ``torch.fx`` symbolic tracing ``x`` is a proxy without values: nothing is
+    checked (the traced graph holds no checks).
     """
+    if isinstance(x, torch.fx.Proxy):
+        return
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{owner}: {name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4:

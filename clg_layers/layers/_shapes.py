@@ -1,15 +1,15 @@
 """Shape, memory-layout and execution-mode helpers shared by the layers and the network.
 
-Nothing here owns parameters: these helpers decide *how* a module runs
-(token layout views, whether a memory-saving inference path may run, how a
-band of rows is cut), never *what* it computes.
+Nothing here owns parameters: these helpers are about layout and sizes
+(token views, memory format, crops of padded maps, how a band of rows is
+cut), never about *what* a layer computes.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
-from torch.nn.modules.module import _global_forward_hooks
+
+from ._inference import transformed
 
 try:
     from torch.fx.experimental.symbolic_shapes import statically_known_true as _statically_known_true
@@ -22,12 +22,10 @@ except ImportError:  # pragma: no cover - old torch without it: an ordinary (gua
 __all__ = [
     "band_rows",
     "crop",
-    "eager_inference",
     "holds_result",
-    "hooked",
     "known_zero",
     "restore_format",
-    "reusable_output",
+    "to_channels_last",
     "to_nchw",
     "to_tokens",
 ]
@@ -61,29 +59,24 @@ def restore_format(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
     Layers that compute in channels-last token layout hand back a
     ``channels_last`` tensor for a ``channels_last`` input (no copy) and a
-    contiguous one for anything else.
+    contiguous one for anything else. Under ``torch.func`` transforms
+    (``vmap``), where memory layout cannot be queried, ``y`` is returned as it
+    is; ``torch.fx`` traces this function as one leaf call.
     """
+    if transformed(x):
+        return y
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         return y.contiguous(memory_format=torch.channels_last)
     return y.contiguous()
 
 
-def eager_inference() -> bool:
-    """Whether this is plain eager execution with autograd off.
-
-    The memory-saving inference paths (banding, in-place updates of fresh
-    buffers) run only then: autograd needs the plain ops, and under
-    ``torch.compile`` / ``torch.export`` / tracing the compiler plans buffers
-    itself and needs no size-dependent Python loops.
-    """
-    is_exporting = getattr(torch.compiler, "is_exporting", lambda: False)
-    return not (
-        torch.is_grad_enabled() or torch.compiler.is_compiling() or is_exporting() or torch.jit.is_tracing()
-    )
+def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in ``channels_last`` memory (no copy if it already is); as it is under ``torch.func`` transforms."""
+    return x if transformed(x) else x.contiguous(memory_format=torch.channels_last)
 
 
 def band_rows(t: torch.Tensor, channels: int, multiple: int, band_bytes: int) -> int:
-    """Rows per band for a memory-saving inference path, or ``H`` (one band: the plain path).
+    """Rows per band for a banded inference path, or ``H`` (one band: the map is small).
 
     Args:
         t: Tokens ``(B, H, W, C)`` the band is cut from.
@@ -91,29 +84,16 @@ def band_rows(t: torch.Tensor, channels: int, multiple: int, band_bytes: int) ->
         multiple: Bands start at multiples of this (whole attention windows).
         band_bytes: Target size of that temporary; ``<= 0`` turns banding off.
 
-    Banding is an eager inference optimisation: off while autograd records,
-    under ``torch.compile`` / ``torch.export`` / tracing (the compilers fuse on
-    their own and need no size-dependent Python loop), on the ``meta`` device
-    (so :func:`~clg_layers.count_macs` counts the plain function), and when
-    the map is small (fewer than two bands).
+    Returns:
+        At least 8 rows (rounded up to ``multiple``), and ``H`` when the map
+        holds fewer than two bands.
     """
     b, h, w, _ = t.shape
-    if band_bytes <= 0 or not eager_inference() or t.device.type == "meta" or not isinstance(h, int):
+    if band_bytes <= 0:
         return h
     row_bytes = b * w * channels * t.element_size()
-    rows = max(band_bytes // row_bytes // multiple, -(-8 // multiple)) * multiple  # at least 8 rows
+    rows = max(band_bytes // row_bytes // multiple, -(-8 // multiple)) * multiple
     return h if 2 * rows > h else rows
-
-
-def reusable_output(module: nn.Module) -> bool:
-    """Whether the tensor ``module`` just returned may be overwritten in place by its caller.
-
-    Only where nothing else can hold it: with autograd off (eager inference),
-    and when no forward hook (global, or on ``module`` or any module inside it,
-    whose output may be the very tensor returned) has seen the tensor: a hook
-    that keeps an output for later would otherwise find it changed.
-    """
-    return eager_inference() and not hooked(module)
 
 
 def holds_result(buffer: torch.Tensor, *operands: torch.Tensor) -> bool:
@@ -127,11 +107,6 @@ def holds_result(buffer: torch.Tensor, *operands: torch.Tensor) -> bool:
     for operand in operands:
         dtype = torch.promote_types(dtype, operand.dtype)
     return dtype == buffer.dtype
-
-
-def hooked(module: nn.Module) -> bool:
-    """Whether a forward hook (global, or on ``module`` or a module inside it) may see ``module``'s output."""
-    return bool(_global_forward_hooks) or any(m._forward_hooks for m in module.modules())
 
 
 def crop(x: torch.Tensor, h: int | torch.SymInt, w: int | torch.SymInt, *, dims: tuple[int, int]) -> torch.Tensor:

@@ -46,24 +46,20 @@ class ChannelAttention(SEModule):
         self.dim = dim
         self.reduction = reduction
 
-    def forward(self, x: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
-        """Rescale the channels of ``x``.
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Rescale the channels of ``x``: ``y = x ⊙ w(x)`` with ``w`` from :meth:`weights`.
 
         Args:
             x: Feature map of shape ``(B, C, H, W)``.
-            inplace: Rescale ``x`` itself and return it (for callers that own a
-                buffer nothing else reads, such as :class:`~clg_layers.CNNLayer`
-                in inference); the default returns a new tensor.
 
         Returns:
             Tensor of shape ``(B, C, H, W)``.
         """
         check_input("ChannelAttention", x, self.dim)
-        w = self.weights(x)
-        return x.mul_(w) if inplace else x * w
+        return x * self.weights(x)
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
-        """The per-channel attention weights, without applying them.
+        """The per-channel weights ``w = sigmoid(W2 · relu(W1 · mean_hw(x)))``, without applying them.
 
         Args:
             x: Feature map of shape ``(B, C, H, W)``.

@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from timm.layers import LayerScale2d
+
 from ._checks import check_divisible, check_input, check_int
-from ._shapes import holds_result, hooked, reusable_output
+from ._inference import use_inference_path
+from ._shapes import holds_result
 from .channel_attention import ChannelAttention
-from .layer_scale import LayerScale2d
 
 __all__ = ["CNNLayer"]
 
@@ -39,6 +41,10 @@ class CNNLayer(nn.Module):
     reduction bias starts at zero too, so its ReLU units are not dead while
     its input is still near zero.
 
+    In eager inference a separate path (:meth:`_forward_inference`) writes
+    the channel rescaling and the residual sum in one pass into the layer's
+    own fresh buffer: one full-size map fewer per call.
+
     Args:
         dim: Number of channels ``C``.
         kernel_size: Odd size ``k`` of both spatial convolutions.
@@ -51,6 +57,12 @@ class CNNLayer(nn.Module):
         - Input: ``(B, C, H, W)``
         - Output: ``(B, C, H, W)``
     """
+
+    #: Whether eager inference may take :meth:`_forward_inference`
+    #: (see :func:`clg_layers.layers.set_fast_inference`).
+    fast_inference: bool = True
+    #: What the inference path assumes: it applies the channel weights and γ itself.
+    _inference_children = {"attn": ChannelAttention, "scale": LayerScale2d}
 
     def __init__(self, dim: int, *, kernel_size: int = 3, reduction: int = 16, groups: int = 1) -> None:
         super().__init__()
@@ -72,7 +84,7 @@ class CNNLayer(nn.Module):
         nn.init.zeros_(self.attn.fc1.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the layer.
+        """Apply the layer: ``y = x + γ ⊙ CA(conv_b(GELU(conv_a(x))))``.
 
         Args:
             x: Feature map of shape ``(B, C, H, W)``.
@@ -81,22 +93,24 @@ class CNNLayer(nn.Module):
             Tensor of shape ``(B, C, H, W)``.
         """
         check_input("CNNLayer", x, self.dim)
-        h = self.conv_a(x)
-        # Eager inference writes the GELU, the channel rescaling and the residual
-        # sum into buffers the layer itself created (when no hook holds them):
-        # fewer fresh full-size maps per call (fresh large buffers cost page faults).
-        if reusable_output(self.conv_a) and not hooked(self.act):
-            h = torch.ops.aten.gelu_(h, approximate=self.act.approximate)
-        else:
-            h = self.act(h)
-        y = self.conv_b(h)
-        del h
-        # The channel rescaling in place on conv_b's output, unless a hook could see
-        # either (a hook on `attn` receives that buffer as its input).
-        y = self.attn(y, inplace=reusable_output(self.conv_b) and not hooked(self.attn))
-        # x + γ ⊙ y in one fused pass. Not into y under autocast, where y is half
-        # precision and x is not: that would drop the residual stream to half precision.
-        return self.scale(y, x, out=y if holds_result(y, x) and reusable_output(self.attn) else None)
+        if use_inference_path(self, x, self._inference_children):
+            return self._forward_inference(x)
+        h = self.act(self.conv_a(x))
+        h = self.attn(self.conv_b(h))
+        return x + self.scale(h)
+
+    def _forward_inference(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` in eager inference, with one full-size map fewer.
+
+        The channel weights and ``γ`` multiply first, on ``(B, C, 1, 1)``
+        tensors, and ``x + y ⊙ (w ⊙ γ)`` is one fused ``addcmul`` written into
+        the buffer ``conv_b`` just returned (nothing else holds it: no hook is
+        registered), unless autocast made it narrower than ``x`` (the sum would
+        then be rounded).
+        """
+        y = self.conv_b(self.act(self.conv_a(x)))
+        weights = self.attn.weights(y) * self.scale.gamma.view(1, -1, 1, 1)
+        return torch.addcmul(x, y, weights, out=y if holds_result(y, x, weights) else None)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, kernel_size={self.kernel_size}, groups={self.groups}"

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ._checks import check_input, check_int
-from ._shapes import holds_result, reusable_output, to_nchw, to_tokens
+from ._shapes import to_nchw, to_tokens
 from .block_config import COUPLING_MODES, BlockConfig, resolve
 from .cnn_layer import CNNLayer
 from .transformer_layer import TransformerLayer
@@ -58,7 +58,7 @@ class CouplingBlock(nn.Module):
         self.cnn2 = CNNLayer(dim, **cnn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the block.
+        """Apply the block: ``c₁ = CNN₁(x)``, ``t = Transformer(c₁)``, ``u = t + Conv1×1([c₁, t])``, ``CNN₂(u)``.
 
         Args:
             x: Feature map of shape ``(B, C, H, W)``.
@@ -70,12 +70,8 @@ class CouplingBlock(nn.Module):
         c1 = self.cnn1(x)
         t = self.transformer(c1)
         if self.fuse is not None:
-            # u = t + Conv1×1([c₁, t]) on channels_last maps: the token views are free,
-            # the concatenation one copy, the projection one matrix product.
-            y = to_nchw(self.fuse(torch.cat((to_tokens(c1), to_tokens(t)), dim=-1)))
-            # Into the projection's fresh output when nothing else holds it; not under
-            # autocast (a half-precision y would drop the residual stream's precision).
-            t = y.add_(t) if holds_result(y, t) and reusable_output(self.fuse) else t + y
+            # The 1×1 convolution over [c₁, t], on tokens: (B, H, W, 2C) -> (B, H, W, C).
+            t = t + to_nchw(self.fuse(torch.cat((to_tokens(c1), to_tokens(t)), dim=-1)))
         return self.cnn2(t)
 
     def extra_repr(self) -> str:

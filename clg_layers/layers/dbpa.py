@@ -5,14 +5,16 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_bool, check_choice, check_divisible, check_input, check_int
-from .block_config import DBPA_FUSIONS
+from ._inference import use_inference_path
 from ._shapes import band_rows, crop, known_zero, restore_format, to_nchw, to_tokens
+from .block_config import DBPA_FUSIONS
 
-__all__ = ["DBPA", "DBPA_FUSIONS"]
+__all__ = ["DBPA", "DBPA_FUSIONS", "channel_attention", "window_attention"]
 
 
 def _depthwise(dim: int, kernel_size: int, bias: bool) -> nn.Conv2d:
@@ -20,36 +22,143 @@ def _depthwise(dim: int, kernel_size: int, bias: bool) -> nn.Conv2d:
     return nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim, bias=bias)
 
 
+def window_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, window_size: int, pad_value: float = 0.0
+) -> torch.Tensor:
+    """Multi-head self-attention among the tokens of each non-overlapping ``w×w`` window.
+
+    A map whose sides are not multiples of ``w`` is padded at the bottom and
+    right with ``pad_value``; the padded keys are masked out (they get exactly
+    zero attention weight) and the padded queries cropped off, so the value
+    written never reaches the output. Attention runs through
+    :func:`torch.nn.functional.scaled_dot_product_attention`. ``torch.fx``
+    traces this function as one leaf call.
+
+    Args:
+        q, k, v: Tokens of shape ``(B, H, W, C)``.
+        num_heads: Heads; must divide ``C``.
+        window_size: Window side ``w``.
+        pad_value: Value of the padded entries of ``q, k, v``.
+
+    Returns:
+        Tokens of shape ``(B, H, W, C)``.
+    """
+    b, h, w, c = q.shape
+    heads, ws = num_heads, window_size
+    d = c // heads
+    # Windows per side, rounded up. Sizes written as `n · ws` (rather than
+    # `h + (-h) % ws`) keep symbolic shapes simple enough for torch.export
+    # to prove the window reshapes below without guards.
+    nh, nw = (h + ws - 1) // ws, (w + ws - 1) // ws
+    hp, wp = nh * ws, nw * ws
+    pad_h, pad_w = hp - h, wp - w
+    # With concrete sizes an unpadded map skips the padding and the mask. With
+    # symbolic sizes (torch.export, dynamic torch.compile, ONNX) "no padding"
+    # cannot be decided without specialising the graph to a size class, so the
+    # general path runs: a zero-width pad is a no-op and an all-True mask changes
+    # no attention weight (bit-identical on CPU; on CUDA a mask rules out the
+    # flash kernel, so such graphs use the memory-efficient one).
+    padded = not (known_zero(pad_h) and known_zero(pad_w))
+    if padded:
+        q, k, v = (F.pad(z, (0, 0, 0, pad_w, 0, pad_h), value=pad_value) for z in (q, k, v))
+    # Plain reshape/permute rather than einops so torch.export and ONNX see only
+    # core aten ops: (B, nh·ws, nw·ws, heads·d) -> (B·nh·nw, heads, ws², d).
+    # clone() rather than reshape(): it always copies, so tracing asks no "is this
+    # already contiguous?" question, which for a level that may hold a single
+    # window would specialise an exported graph.
+    q, k, v = (
+        z.reshape(b, nh, ws, nw, ws, heads, d)
+        .permute(0, 1, 3, 5, 2, 4, 6)
+        .clone(memory_format=torch.contiguous_format)
+        .view(b * nh * nw, heads, ws * ws, d)
+        for z in (q, k, v)
+    )
+    mask = None
+    if padded:
+        # Built directly in window order from fresh (contiguous) tensors: no reshape
+        # of a permuted or expanded view, so no stride guards under torch.export.
+        rows = torch.arange(hp, device=q.device).reshape(nh, 1, ws, 1) < h
+        cols = torch.arange(wp, device=q.device).reshape(1, nw, 1, ws) < w
+        valid = (rows & cols).reshape(nh * nw, ws * ws)  # (nW, ws²), window-major
+        mask = valid.repeat(b, 1)[:, None, None, :]  # (B·nW, 1, 1, ws²): True where a key is a real pixel
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    o = o.view(b, nh, nw, heads, ws, ws, d).permute(0, 1, 4, 2, 5, 3, 6)
+    o = o.clone(memory_format=torch.contiguous_format).view(b, hp, wp, c)
+    if padded:
+        o = crop(o, h, w, dims=(1, 2))
+    return o
+
+
+def _no_autocast(device: torch.device) -> torch.autocast | nullcontext[None]:
+    kind = device.type
+    return torch.autocast(kind, enabled=False) if torch.amp.is_autocast_available(kind) else nullcontext()
+
+
+def channel_attention(q: torch.Tensor, k: torch.Tensor, temperature: torch.Tensor, num_heads: int) -> torch.Tensor:
+    r"""The transposed-attention map of every head, ``A = softmax(τ · \hat{q} \hat{k}^T)``.
+
+    ``\hat{q}, \hat{k}`` are the query and key channels L2-normalised over
+    the whole map (:func:`torch.nn.functional.normalize`), so each entry is a
+    cosine similarity between two channels of a head. Computed in float32
+    whatever the input precision (float64 for float64): a sum of squares over
+    a large image overflows float16. ``torch.fx`` traces this function as one
+    leaf call (it turns autocast off inside).
+
+    Args:
+        q: Query tokens of shape ``(B, H, W, C)``.
+        k: Key tokens of shape ``(B, H, W, C)``.
+        temperature: Per-head temperatures ``τ`` of shape ``(heads, 1, 1)``.
+        num_heads: Heads; must divide ``C``.
+
+    Returns:
+        Tensor of shape ``(B, heads, d, d)`` with ``d = C / heads`` (output
+        channel, input channel); each row sums to one.
+    """
+    acc = torch.promote_types(q.dtype, torch.float32)
+    with _no_autocast(q.device):
+        q = F.normalize(q.flatten(1, 2).unflatten(-1, (num_heads, -1)).to(acc), dim=1)  # (B, H·W, heads, d)
+        k = F.normalize(k.flatten(1, 2).unflatten(-1, (num_heads, -1)).to(acc), dim=1)
+        logits = torch.einsum("bnhi,bnhj->bhij", q, k) * temperature.to(acc)
+        return logits.softmax(dim=-1)
+
+
+torch.fx.wrap("window_attention")
+torch.fx.wrap("channel_attention")
+torch.fx.wrap("restore_format")
+
+
 class DBPA(nn.Module):
     r"""Dynamic Bi-Projected Attention.
 
-    One shared query, key and value, ``q = DWConv_k(Conv1×1(x))`` and likewise
-    ``k`` and ``v`` (modules ``q``/``q_dw``, ``k``/``k_dw``, ``v``/``v_dw``: a
-    1×1 projection as an :class:`~torch.nn.Linear` over the channels, then a
-    large depthwise kernel applied to the whole map, so every token carries
-    context from across window borders), feeds two projections:
+    :meth:`forward` computes these steps, in this order, one line each:
 
-    * **spatial**: multi-head self-attention among the ``w²`` tokens of each
-      non-overlapping ``w×w`` window, through
-      :func:`torch.nn.functional.scaled_dot_product_attention`. A map whose
-      size is not a multiple of ``w`` is padded, the padded keys are masked out
-      (they get exactly zero attention weight), and the padding is cropped;
-    * **channel**: transposed attention over the whole image; per head the
-      ``d×d`` map ``softmax(τ · \hat{q} \hat{k}^T)`` between L2-normalised
-      query and key channels (``d = C / heads``, ``τ`` a learnable per-head
-      temperature). Its cost is linear in ``H·W``. The normalisation and the
-      ``d×d`` map are computed in float32 whatever the input precision, since a
-      sum of squares over a large image overflows float16.
+    1. ``q = DWConv_k(Conv1×1(x))``, and likewise ``k`` and ``v`` (modules
+       ``q``/``q_dw``, ``k``/``k_dw``, ``v``/``v_dw``): a 1×1 projection (an
+       :class:`~torch.nn.Linear` over the channels), then a large depthwise
+       kernel over the whole map, so every token carries context from across
+       window borders;
+    2. **spatial**: ``S = WindowAttention(q, k, v)``, multi-head
+       self-attention among the ``w²`` tokens of each non-overlapping ``w×w``
+       window (:func:`window_attention`; a map whose size is not a multiple of
+       ``w`` is padded, the padded keys masked, the padding cropped);
+    3. **channel**: ``A = softmax(τ · \hat{q} \hat{k}^T)`` per head, the
+       ``d×d`` map between L2-normalised query and key channels over the
+       whole image (``d = C / heads``, ``τ`` a learnable per-head
+       temperature; :func:`channel_attention`, in float32), then ``C = A·v``.
+       Its cost is linear in ``H·W``;
+    4. **gate**: ``g = sigmoid(MLP(GAP(x)))`` of shape ``(B, C, 1, 1)``;
+    5. **mix**: ``y = g ⊙ S + (1 − g) ⊙ C`` (``fusion="gate"``, the default)
+       or ``y = S + C`` (``fusion="sum"``, its parameter-free ablation);
+    6. ``out = Conv1×1(y)`` (``proj``, an :class:`~torch.nn.Linear`).
 
-    With ``fusion="gate"`` (the default) a gate ``g = sigmoid(MLP(GAP(x)))`` of
-    shape ``(B, C, 1, 1)`` mixes them, ``y = g · spatial + (1 − g) · channel``;
-    ``fusion="sum"`` (its parameter-free ablation) adds them,
-    ``y = spatial + channel``. A 1×1 projection (``proj``, an
-    :class:`~torch.nn.Linear`) maps the result back. Other fusions were
-    measured and bought nothing (design notes, "Do DBPA's two projections
-    earn their keep?"). Either branch can be switched off for ablations; the
-    gate then does not exist, so no parameter is left unused (which would
-    break ``DistributedDataParallel``).
+    Other fusions were measured and bought nothing (design notes, "Do DBPA's
+    two projections earn their keep?"). Either branch can be switched off for
+    ablations (``y = S`` or ``y = C``); the gate then does not exist, so no
+    parameter is left unused (which would break ``DistributedDataParallel``).
+
+    In eager inference a separate path computes the same function with less
+    memory (:meth:`_forward_inference`); it runs only when nothing could
+    observe the difference (:func:`~clg_layers.layers.use_inference_path`).
 
     Args:
         dim: Number of channels ``C``.
@@ -68,9 +177,11 @@ class DBPA(nn.Module):
         - Output: ``(B, C, H, W)``
     """
 
-    #: Target size in bytes of one band of ``q`` in eager inference; maps of
-    #: at least two such bands are processed band by band (see :meth:`forward`).
-    #: ``0`` turns banding off.
+    #: Whether eager inference may take :meth:`_forward_inference` (see
+    #: :func:`clg_layers.layers.set_fast_inference` for the process-wide switch).
+    fast_inference: bool = True
+    #: Target size in bytes of one band of ``q`` in the inference path; maps of
+    #: at least two such bands are processed band by band. ``0`` turns banding off.
     band_bytes: int = 8 * 2**20
 
     def __init__(
@@ -97,7 +208,6 @@ class DBPA(nn.Module):
         if not (spatial or channel):
             raise ValueError("DBPA: at least one of `spatial` and `channel` must be True, got both False")
         self.fusion = check_choice("DBPA", "fusion", fusion, DBPA_FUSIONS)
-        both = spatial and channel
 
         # q, k and v are three modules (not one 3C-wide projection): LoRA and other
         # per-module tools can target them separately, and no temporary is wider than C.
@@ -109,7 +219,7 @@ class DBPA(nn.Module):
         self.v_dw = _depthwise(dim, self.kernel_size, bias)
         if channel:
             self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
-        if both and fusion == "gate":
+        if spatial and channel and fusion == "gate":
             hidden = max(dim // 4, 4)
             self.gate = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, dim, 1))
         self.proj = nn.Linear(dim, dim, bias=bias)
@@ -117,22 +227,17 @@ class DBPA(nn.Module):
         # It never reaches the output (padded keys are masked, padded queries
         # cropped); tests change it to prove exactly that.
         self.pad_value = 0.0
+        # What the inference path assumes of the children: row-local projections
+        # and k×k "same" convolutions, so that bands with k // 2 rows of context
+        # compute exactly what the whole map does.
+        k = self.kernel_size
+        self._inference_children = {
+            **dict.fromkeys(("q", "k", "v", "proj"), nn.Linear),
+            **dict.fromkeys(("q_dw", "k_dw", "v_dw"), (nn.Conv2d, k)),
+        }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply dynamic bi-projected attention.
-
-        Everything runs in channels-last token layout ``(B, H, W, C)``: the 1×1
-        projections are :class:`~torch.nn.Linear` modules over the channel
-        axis, the depthwise convolutions run on ``channels_last`` memory and
-        the window partition is one copy per tensor. Every computation is a
-        call of the sub-module that owns its parameters.
-
-        In eager inference on a large map (see :attr:`band_bytes`) the layer
-        runs in two passes over bands of rows: the first computes ``q, k, v``
-        band by band (each band with the ``k // 2`` rows of context its
-        depthwise kernel needs, cropped after the call), the second the window
-        attention, the gated mix and the output projection band by band. The
-        result is the same function; sub-module hooks then fire once per band.
+        """Apply dynamic bi-projected attention: the equations of the class docstring, in order.
 
         Args:
             x: Feature map of shape ``(B, C, H, W)``.
@@ -142,12 +247,54 @@ class DBPA(nn.Module):
             (``channels_last`` in, ``channels_last`` out; otherwise contiguous).
         """
         check_input("DBPA", x, self.dim)
+        if use_inference_path(self, x, self._inference_children):
+            return self._forward_inference(x)
+        t = to_tokens(x)  # (B, H, W, C) tokens: the 1×1 projections are Linear layers over C
+        q = to_tokens(self.q_dw(to_nchw(self.q(t))))  # q = DWConv_k(Conv1×1(x))
+        k = to_tokens(self.k_dw(to_nchw(self.k(t))))
+        v = to_tokens(self.v_dw(to_nchw(self.v(t))))
+        if self.spatial:
+            s = window_attention(q, k, v, self.num_heads, self.window_size, self.pad_value)  # S
+        if self.channel:
+            a = channel_attention(q, k, self.temperature, self.num_heads)  # A: (B, heads, d, d)
+            c = torch.einsum("bhij,bxyhj->bxyhi", a.to(v.dtype), v.unflatten(-1, (self.num_heads, -1)))
+            c = c.flatten(-2)  # C = A·v per head: (B, H, W, C)
+        if self.spatial and self.channel and self.fusion == "gate":
+            g = to_tokens(torch.sigmoid(self.gate(x.mean((2, 3), keepdim=True))))  # g: (B, 1, 1, C)
+            y = g * s + (1 - g) * c
+        elif self.spatial and self.channel:
+            y = s + c
+        else:
+            y = s if self.spatial else c
+        return restore_format(to_nchw(self.proj(y)), x)
+
+    def _forward_inference(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function as :meth:`forward`, with less memory; eager inference only.
+
+        Three changes, none of which a caller can observe (see
+        :func:`~clg_layers.layers.use_inference_path` for when it runs):
+
+        * on a large map (see :attr:`band_bytes`) two passes over bands of
+          rows: the first computes ``q, k, v`` band by band (each band with the
+          ``k // 2`` rows of context its depthwise kernel needs, cropped after
+          the call), the second the window attention, the mix and the output
+          projection band by band, so no temporary is larger than a band;
+        * the channel map comes from the raw Gram matrix ``q kᵀ`` divided by
+          the outer product of the channel norms, with every head in one
+          block-diagonal ``C×C`` matrix (entries between heads masked to
+          ``-inf``, so exactly 0 after the softmax): no normalised copies of
+          ``q`` and ``k`` and one well-shaped GEMM;
+        * ``(1 − g)`` is folded into that ``C×C`` matrix, so the mix is one
+          ``baddbmm`` that writes the result without a channel-branch temporary.
+        """
         t = to_tokens(x).contiguous()  # (B, H, W, C); free for a channels_last input
         b, h, w, c = t.shape
         rows = band_rows(t, c, self.window_size, self.band_bytes)
-        q, k, v = self._qkv(t, rows)
-        attn = self._channel_attention(q, k) if self.channel else None
-        g = self._gate(t) if self.spatial and self.channel and self.fusion == "gate" else None
+        q, k, v = self._qkv_bands(t, rows)
+        attn = self._channel_matrix(q, k) if self.channel else None
+        g = None
+        if self.spatial and self.channel and self.fusion == "gate":
+            g = torch.sigmoid(self.gate(x.mean((2, 3), keepdim=True))).view(b, 1, c)
         if rows >= h:
             y = self._attend(q, k, v, attn, g)
         else:
@@ -157,14 +304,11 @@ class DBPA(nn.Module):
                 y[:, r0:r1] = self._attend(q[:, r0:r1], k[:, r0:r1], v[:, r0:r1], attn, g)
         return restore_format(to_nchw(y), x)
 
-    def _qkv(self, t: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _qkv_bands(self, t: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``q, k, v = DWConv_k(Linear(t))``, each ``(B, H, W, C)``, whole or in bands of ``rows`` rows."""
         pairs = ((self.q, self.q_dw), (self.k, self.k_dw), (self.v, self.v_dw))
         b, h, w, c = t.shape
         if rows >= h:
-            # .contiguous() is free in eager (a channels_last convolution output is
-            # already contiguous tokens); under torch.export it states the layout, so
-            # the window reshapes need no stride reasoning about 1-window levels.
             return tuple(to_tokens(dw(to_nchw(proj(t)))).contiguous() for proj, dw in pairs)  # type: ignore[return-value]
         halo = self.kernel_size // 2
         out = [t.new_empty(b, h, w, c) for _ in pairs]
@@ -178,12 +322,6 @@ class DBPA(nn.Module):
                 dst[:, r0:r1] = to_tokens(dw(to_nchw(proj(band))))[:, r0 - lo : r1 - lo]
         return out[0], out[1], out[2]
 
-    def _gate(self, t: torch.Tensor) -> torch.Tensor:
-        """The dynamic gate ``g = sigmoid(MLP(GAP(x)))`` of tokens ``(B, H, W, C)``, as ``(B, 1, C)``."""
-        b, _, _, c = t.shape
-        mean = t.mean((1, 2), dtype=torch.promote_types(t.dtype, torch.float32)).to(t.dtype)
-        return torch.sigmoid(self.gate(mean[:, :, None, None])).view(b, 1, c)
-
     def _attend(
         self,
         q: torch.Tensor,
@@ -192,16 +330,15 @@ class DBPA(nn.Module):
         attn: torch.Tensor | None,
         g: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Both projections, their gated mix and the output projection, for whole rows of windows.
+        """Both projections, their mix and the output projection, for whole rows of windows.
 
         Args:
             q, k, v: Tokens of shape ``(B, R, W, C)``: the whole map, or a band of
                 it whose first row is a multiple of ``window_size`` (windows are
                 aligned to the top-left corner, so a band holds whole windows; a
                 last, partial band is padded and masked like a whole map).
-            attn: The channel-attention map of the whole map, ``(B, C, C)``
-                (from :meth:`_channel_attention`), or ``None`` without the
-                channel branch.
+            attn: The channel map of the whole map as one ``(B, C, C)`` matrix
+                (from :meth:`_channel_matrix`), or ``None`` without the channel branch.
             g: The gate of the whole map, ``(B, 1, C)``, or ``None`` unless both
                 branches are on and ``fusion="gate"``.
 
@@ -213,112 +350,35 @@ class DBPA(nn.Module):
             v_flat = v.reshape(b, h * w, c)
             attn = attn.to(v.dtype)  # (B, C_out, C_in)
         if self.spatial:
-            s = self._spatial(q, k, v)
+            s = window_attention(q, k, v, self.num_heads, self.window_size, self.pad_value)
         if not (self.spatial and self.channel):
             y = s if self.spatial else torch.bmm(v_flat, attn.transpose(1, 2))
             return self.proj(y.reshape(b, h, w, c))
         if self.fusion == "gate":
             g = g.to(s.dtype)
-            # g·s + (1 − g)·(v @ attnᵀ), with (1 − g) folded into the C×C matrix:
-            # one GEMM that writes the mixed result, no channel-branch temporary.
+            # g·s + (1 − g)·(v @ attnᵀ), with (1 − g) folded into the C×C matrix.
             mix = (attn * (1 - g).transpose(1, 2)).transpose(1, 2)  # (B, C_in, C_out)
             y = torch.baddbmm((s * g.view(b, 1, 1, c)).view(b, h * w, c), v_flat, mix)
         else:  # "sum": s + v @ attnᵀ, one GEMM that adds to s
             y = torch.baddbmm(s.reshape(b, h * w, c), v_flat, attn.transpose(1, 2))
         return self.proj(y.reshape(b, h, w, c))
 
-    def _spatial(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Window self-attention; tokens ``3 × (B, H, W, C) -> (B, H, W, C)``."""
-        b, h, w, c = q.shape
-        heads, ws = self.num_heads, self.window_size
-        d = c // heads
-        # Windows per side, rounded up. Sizes written as `n · ws` (rather than
-        # `h + (-h) % ws`) keep symbolic shapes simple enough for torch.export
-        # to prove the window reshapes below without guards.
-        nh, nw = (h + ws - 1) // ws, (w + ws - 1) // ws
-        hp, wp = nh * ws, nw * ws
-        pad_h, pad_w = hp - h, wp - w
-        # With concrete sizes (eager, static torch.compile) an unpadded map skips
-        # the padding and the mask. With symbolic sizes (torch.export, dynamic
-        # torch.compile, ONNX) "no padding" cannot be decided without
-        # specialising the graph to a size class, so the general path runs: a
-        # zero-width pad is a no-op and an all-True mask changes no attention
-        # weight (bit-identical on CPU; on CUDA a mask rules out the flash
-        # kernel, so such graphs use the memory-efficient one).
-        padded = not (known_zero(pad_h) and known_zero(pad_w))
-        if padded:
-            q, k, v = (F.pad(z, (0, 0, 0, pad_w, 0, pad_h), value=self.pad_value) for z in (q, k, v))
-        # Plain reshape/permute rather than einops so torch.export and ONNX see
-        # only core aten ops: (B, nh·ws, nw·ws, heads·d) -> (B·nh·nw, heads, ws², d)
-        # clone() rather than reshape()/contiguous(): it always copies, so tracing
-        # asks no "is this already contiguous?" question, which for a level that
-        # may hold a single window would specialise an exported graph.
-        q, k, v = (
-            z.reshape(b, nh, ws, nw, ws, heads, d)
-            .permute(0, 1, 3, 5, 2, 4, 6)
-            .clone(memory_format=torch.contiguous_format)
-            .view(b * nh * nw, heads, ws * ws, d)
-            for z in (q, k, v)
-        )
-        mask = None
-        if padded:
-            # Built directly in window order from fresh (contiguous) tensors, so
-            # no reshape of a permuted or expanded view: that keeps symbolic
-            # shapes free of stride guards under torch.export.
-            rows = torch.arange(hp, device=q.device).reshape(nh, 1, ws, 1) < h
-            cols = torch.arange(wp, device=q.device).reshape(1, nw, 1, ws) < w
-            valid = (rows & cols).reshape(nh * nw, ws * ws)  # (nW, ws²), window-major
-            # (B·nW, 1, 1, ws²): True where a key is a real pixel.
-            mask = valid.repeat(b, 1)[:, None, None, :]
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        o = o.view(b, nh, nw, heads, ws, ws, d).permute(0, 1, 4, 2, 5, 3, 6)
-        o = o.clone(memory_format=torch.contiguous_format).view(b, hp, wp, c)
-        if padded:
-            o = crop(o, h, w, dims=(1, 2))
-        return o
-
-    def _channel_attention(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        r"""The transposed-attention map of every head, as one block-diagonal ``C×C`` matrix.
-
-        Computes ``softmax(τ · \hat{q} \hat{k}^T)`` per head without
-        materialising the normalised ``q`` and ``k``: the raw Gram matrix
-        ``q kᵀ`` (summed over ``H·W``) is divided by the outer product of the
-        L2 norms afterwards, which is the same value (``F.normalize``'s
-        ``1e-12`` floor included). Entries between channels of different heads
-        are masked to ``-inf`` before the softmax, so they come out exactly 0
-        and ``v @ attnᵀ`` mixes channels only within a head. For ``h`` heads
-        this spends ``h×`` the (small) ``C·d·H·W`` MACs of per-head products,
-        in exchange for one well-shaped GEMM whose output is already in token
-        layout. Computed in float32 whatever the input precision: a sum of
-        squares over a large image overflows float16.
-
-        Args:
-            q: Query tokens of shape ``(B, H, W, C)``.
-            k: Key tokens of shape ``(B, H, W, C)``.
-
-        Returns:
-            Tensor of shape ``(B, C, C)`` (output channel, input channel), float32
-            (float64 for a float64 input).
-        """
+    def _channel_matrix(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """:func:`channel_attention` of every head as one block-diagonal ``(B, C, C)`` matrix, float32."""
         b, h, w, c = q.shape
         d = c // self.num_heads
-        acc = torch.promote_types(q.dtype, torch.float32)  # float32, or float64 if given
-        device = q.device.type
-        no_autocast = (
-            torch.autocast(device, enabled=False)
-            if torch.amp.is_autocast_available(device)
-            else nullcontext()
-        )
-        with no_autocast:
+        acc = torch.promote_types(q.dtype, torch.float32)
+        with _no_autocast(q.device):
             q = q.reshape(b, h * w, c).to(acc)
             k = k.reshape(b, h * w, c).to(acc)
             gram = torch.bmm(q.transpose(1, 2), k)  # (B, C, C)
+            # The same value as the Gram matrix of F.normalize'd q and k, its 1e-12 floor included.
             q_norm = torch.linalg.vector_norm(q, dim=1).clamp_min(1e-12)  # (B, C)
             k_norm = torch.linalg.vector_norm(k, dim=1).clamp_min(1e-12)
             heads = self.num_heads
             tau = self.temperature.to(acc).reshape(heads, 1).expand(heads, d).reshape(1, c, 1)
             logits = gram / (q_norm[:, :, None] * k_norm[:, None, :]) * tau
-            if self.num_heads > 1:
+            if heads > 1:
                 head = torch.arange(c, device=q.device) // d
                 logits = logits.masked_fill(head[:, None] != head[None, :], float("-inf"))
             return torch.softmax(logits, dim=-1)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import torch
+import torch.fx
 from torch import nn
 
 from ._checks import check_bool, check_input, check_int, check_positive_float
 from ._shapes import restore_format, to_nchw, to_tokens
+
+torch.fx.wrap("restore_format")
 
 __all__ = ["GNFF"]
 
@@ -62,7 +65,7 @@ class GNFF(nn.Module):
             (``channels_last`` in, ``channels_last`` out; otherwise contiguous).
         """
         check_input("GNFF", x, self.dim)
-        t = to_tokens(x).contiguous()  # (B, H, W, C); free for a channels_last input
+        t = to_tokens(x)  # (B, H, W, C)
         a = to_tokens(self.dw3(to_nchw(self.fc1_a(t))))  # (B, H, W, E)
         b = to_tokens(self.dw5(to_nchw(self.fc1_b(t))))
         y = self.fc2(self.act(a) * b)  # (B, H, W, C)

@@ -5,53 +5,60 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_input, check_int
-from ._shapes import eager_inference, hooked, reusable_output
+from ._inference import use_inference_path
 
-__all__ = ["HybridGatedUnit"]
+__all__ = ["HybridGatedUnit", "pool_to", "upsample_to"]
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int], proj: nn.Module) -> torch.Tensor:
-    """Project ``x`` with the 1×1 ``proj`` and bring it to ``size``.
-
-    Shrinking uses area (average) pooling, growing bilinear interpolation; a
-    map larger in one direction and smaller in the other is pooled, then
-    interpolated. Both resamplers are linear with weights summing to one, so
-    they commute with a 1×1 convolution: we project at whichever resolution is
-    smaller, which gives the same result for far fewer multiply-accumulates.
-    """
+def pool_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Area-pool ``x`` down to at most ``ref``'s height and width (unchanged where it is not larger)."""
     h, w = x.shape[-2:]
-    mid = (min(h, size[0]), min(w, size[1]))
-    if mid != (h, w):
-        x = F.adaptive_avg_pool2d(x, mid)
-    x = proj(x)
-    if mid != size:
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    return x
+    mid = (min(h, ref.shape[-2]), min(w, ref.shape[-1]))
+    return x if mid == (h, w) else F.adaptive_avg_pool2d(x, mid)
+
+
+def upsample_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Bilinearly resize ``x`` to ``ref``'s height and width (unchanged if they match)."""
+    size = (ref.shape[-2], ref.shape[-1])
+    return x if tuple(x.shape[-2:]) == size else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+# Size-dependent Python: torch.fx records each as one call.
+torch.fx.wrap("pool_to")
+torch.fx.wrap("upsample_to")
 
 
 class HybridGatedUnit(nn.Module):
     """Inter-block hybrid gated unit: fuses feature maps of several widths and resolutions.
 
-    Every input ``f_i`` is brought to the resolution of ``features[0]`` (area
-    pooling down, bilinear up) and projected by a 1×1 convolution to
-    ``out_dim`` channels: ``p_i``. With ``s = Σ p_i``, two gates act:
+    In order, as :meth:`forward` computes them:
 
-    * channel selection (selective-kernel style): ``a = softmax_i(MLP(GAP(s)))``
-      gives every input a per-channel weight, summing to one over the inputs;
-    * spatial gate: ``m = sigmoid(DWConv7×7(s))``.
+    1. ``p_i = Up(Conv1×1_i(Pool(f_i)))``: each input is projected to
+       ``out_dim`` channels at the coarser of its own resolution and that of
+       ``features[0]``, area-pooled down before the projection, bilinearly
+       upsampled after it (:func:`pool_to`, :func:`upsample_to`). Both
+       resamplers are linear with weights summing to one, so for a 1×1
+       projection this equals resampling first, for far fewer
+       multiply-accumulates;
+    2. ``s = Σ p_i``;
+    3. channel selection (selective-kernel style):
+       ``a = softmax_i(MLP(GAP(s)))``, a per-channel weight for every input,
+       summing to one over the inputs;
+    4. spatial gate: ``m = sigmoid(DWConv7×7(s))``;
+    5. ``out = m ⊙ Σ a_i ⊙ p_i + (1 − m) ⊙ p_0``: where the spatial gate
+       closes, the first input (in CLG-INet, the decoder's own feature) passes
+       through.
 
-    ``out = m ⊙ Σ a_i ⊙ p_i + (1 − m) ⊙ p_0``: where the spatial gate closes,
-    the first input (in CLG-INet, the decoder's own feature) passes through.
-
-    In inference (autograd off) on large maps, the unit trades a little compute
-    for memory: it accumulates ``s`` while computing each ``p_i``, then
-    computes the ``p_i`` again for the blend, so it holds about four output-size
-    maps instead of ``n + 2`` (bit-identical results). :attr:`lean_bytes` is
-    the size of one output map from which this applies (``0``: always).
+    In eager inference a separate path (:meth:`_forward_inference`) computes
+    the same function in place on its fresh buffers and, on large maps
+    (:attr:`lean_bytes`), accumulates ``s`` while computing each ``p_i``,
+    then computes the ``p_i`` again for the blend, so it holds about four
+    output-size maps instead of ``n + 2``.
 
     Args:
         in_dims: Channel count of each input, at least two.
@@ -64,6 +71,9 @@ class HybridGatedUnit(nn.Module):
         - Output: ``(B, out_dim, H_0, W_0)``
     """
 
+    #: Whether eager inference may take :meth:`_forward_inference`
+    #: (see :func:`clg_layers.layers.set_fast_inference`).
+    fast_inference: bool = True
     #: Size in bytes of one output map from which inference takes the
     #: memory-lean path (see the class docstring). The recomputation costs
     #: about 5 % of the unit's time at 512² (48 MiB maps in ``clginet-base``),
@@ -90,6 +100,12 @@ class HybridGatedUnit(nn.Module):
             nn.Conv2d(out_dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, n * out_dim, 1)
         )
         self.spatial_gate = nn.Conv2d(out_dim, out_dim, 7, padding=3, groups=out_dim)
+        # What the inference path assumes: 1×1 projections (it may compute each twice)
+        # and a convolution gate whose fresh output it overwrites.
+        self._inference_children = {
+            **{f"proj.{i}": (nn.Conv2d, 1) for i in range(n)},
+            "spatial_gate": (nn.Conv2d, 7),
+        }
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """Fuse ``features`` at the resolution of ``features[0]``.
@@ -100,6 +116,19 @@ class HybridGatedUnit(nn.Module):
         Returns:
             Tensor of shape ``(B, out_dim, H_0, W_0)``.
         """
+        self._check(features)
+        if use_inference_path(self, features[0], self._inference_children):
+            return self._forward_inference(features)
+        f0, n = features[0], len(features)
+        p = [upsample_to(proj(pool_to(f, f0)), f0) for f, proj in zip(features, self.proj)]  # p_i
+        s = sum(p[1:], start=p[0])
+        a = torch.softmax(self.select(s.mean((2, 3), keepdim=True)).unflatten(1, (n, self.out_dim)), dim=1)
+        m = torch.sigmoid(self.spatial_gate(s))
+        fused = sum((a[:, i] * p[i] for i in range(1, n)), start=a[:, 0] * p[0])
+        return torch.lerp(p[0], fused, m)  # m ⊙ fused + (1 − m) ⊙ p_0
+
+    def _check(self, features: object) -> None:
+        """Raise a ``TypeError``/``ValueError`` naming the unit unless ``features`` fit ``in_dims``."""
         if isinstance(features, torch.Tensor) or not isinstance(features, Sequence):
             raise TypeError(
                 "HybridGatedUnit: `features` must be a list or tuple of tensors, "
@@ -112,6 +141,8 @@ class HybridGatedUnit(nn.Module):
             )
         for i, (f, c) in enumerate(zip(features, self.in_dims)):
             check_input("HybridGatedUnit", f, c, name=f"features[{i}]")
+        if any(isinstance(f, torch.fx.Proxy) for f in features):
+            return  # symbolic tracing: no values to check
         batch = features[0].shape[0]
         for i, f in enumerate(features):
             if f.shape[0] != batch:
@@ -119,51 +150,31 @@ class HybridGatedUnit(nn.Module):
                     f"HybridGatedUnit: all features must share the batch size; features[0] has {batch}, "
                     f"features[{i}] has {f.shape[0]}"
                 )
-        size = (features[0].shape[-2], features[0].shape[-1])
-        if self._lean(features[0], batch, size):
+
+    def _forward_inference(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """:meth:`forward` in eager inference, in place on fresh buffers; memory-lean on large maps."""
+        f0, n = features[0], len(features)
+        if f0.shape[0] * self.out_dim * f0.shape[-2] * f0.shape[-1] * f0.element_size() >= self.lean_bytes:
             # Memory-lean: compute each projection when it is needed (twice in all).
             def p(i: int) -> torch.Tensor:
-                return _resize(features[i], size, self.proj[i])
+                return upsample_to(self.proj[i](pool_to(features[i], f0)), f0)
         else:
-            p = [_resize(f, size, proj) for f, proj in zip(features, self.proj)].__getitem__
-        n = len(features)
-        # Sums over the list rather than over a stacked (B, n, out, H, W) tensor:
-        # no n-times-larger temporaries (at full resolution those are the
-        # largest tensors of the network, and a strided reduction over them is
-        # slow for channels_last maps). The in-place updates act on fresh
-        # tensors that autograd has not saved, so they are safe in training.
+            p = [upsample_to(proj(pool_to(f, f0)), f0) for f, proj in zip(features, self.proj)].__getitem__
+        # Sums over the list rather than over a stacked (B, n, out, H, W) tensor: no
+        # n-times-larger temporaries, and in place on fresh buffers nothing else holds.
         s = p(0) + p(1)
         for i in range(2, n):
-            s.add_(p(i))  # (B, out, H, W)
-        logits = self.select(s.mean((2, 3), keepdim=True))  # (B, n·out, 1, 1)
-        a = torch.softmax(logits.reshape(batch, n, self.out_dim, 1, 1), dim=1).unbind(1)
-        # sigmoid_ in place on the convolution's output (unless a hook holds it): the
-        # convolution's backward needs its input and weight, not its output.
-        m = self.spatial_gate(s)
-        m = m.sigmoid() if hooked(self.spatial_gate) else m.sigmoid_()
+            s.add_(p(i))
+        a = torch.softmax(self.select(s.mean((2, 3), keepdim=True)).unflatten(1, (n, self.out_dim)), dim=1)
+        m = self.spatial_gate(s).sigmoid_()
         del s
-        # Σ a_i ⊙ p_i, always in this order (the lean path is bit-identical).
-        # Without autograd the sum accumulates into p_1's buffer and the blend
-        # writes into it too, so the unit never holds more than n + 2 maps.
-        inference = reusable_output(self.proj)
-        fused = p(1).mul_(a[1]) if inference else p(1) * a[1]
+        # Σ a_i ⊙ p_i accumulates into p_1's buffer, and the blend writes into it too.
+        fused = p(1).mul_(a[:, 1])
         for i in range(2, n):
-            fused.addcmul_(p(i), a[i])
+            fused.addcmul_(p(i), a[:, i])
         p0 = p(0)
-        fused.addcmul_(p0, a[0])
-        if inference:
-            return torch.lerp(p0, fused, m, out=fused)
-        return torch.lerp(p0, fused, m)
-
-    def _lean(self, f0: torch.Tensor, batch: int, size: tuple[int, int]) -> bool:
-        """Whether to take the memory-lean inference path (eager, autograd off, large maps)."""
-        if (
-            not eager_inference()
-            or f0.device.type == "meta"
-            or not all(isinstance(n, int) for n in (batch, *size))
-        ):
-            return False
-        return batch * self.out_dim * size[0] * size[1] * f0.element_size() >= self.lean_bytes
+        fused.addcmul_(p0, a[:, 0])
+        return torch.lerp(p0, fused, m, out=fused)
 
     def extra_repr(self) -> str:
         return f"in_dims={list(self.in_dims)}, out_dim={self.out_dim}"

@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from timm.layers import DropPath, LayerNorm
+import torch.fx
+from timm.layers import DropPath, LayerNorm, LayerScale
 from torch import nn
 
 from ._checks import check_input, check_int
-from ._shapes import band_rows, holds_result, restore_format, reusable_output, to_nchw, to_tokens
+from ._inference import use_inference_path
+from ._shapes import band_rows, holds_result, restore_format, to_nchw, to_tokens
 from .block_config import BlockConfig, resolve
 from .dbpa import DBPA
 from .gnff import GNFF
-from .layer_scale import LayerScale
+
+torch.fx.wrap("restore_format")
 
 __all__ = ["TransformerLayer"]
 
@@ -31,22 +34,19 @@ class TransformerLayer(nn.Module):
 
     The layer computes in channels-last token layout ``(B, H, W, C)``, where the
     channel LayerNorm is timm's ``LayerNorm`` over the last axis (as in timm's
-    ConvNeXt block) and needs no permute copies. A ``channels_last`` input is
-    used as it is and the output is ``channels_last`` too; a contiguous
-    ``(B, C, H, W)`` input costs one layout copy in and one out (so whole
-    networks are best run ``channels_last``, as :class:`~clg_layers.CLGINet`
-    does). Every computation is a call of the module that owns its parameters.
+    ConvNeXt block) and the layer scales are timm's ``LayerScale``. A
+    ``channels_last`` input is used as it is and the output is
+    ``channels_last`` too (so whole networks are best run ``channels_last``,
+    as :class:`~clg_layers.CLGINet` does).
 
-    In inference (autograd off) on a large map, the feed-forward branch runs
-    over bands of rows: each band, with the two rows of context the 5×5 kernel
-    needs, goes through ``norm2``, :class:`~clg_layers.GNFF` and ``scale2``, and
-    only the band's own rows are kept. No feed-forward temporary is then
-    larger than a band of a few MiB, whatever the image size: that saves the
-    page faults of fresh large allocations (glibc maps every allocation above
-    32 MiB afresh) and bounds peak memory. :class:`~clg_layers.DBPA` bands
-    itself the same way. The result is the same function; hooks on the
-    feed-forward modules fire once per band. :attr:`band_bytes` sets the band
-    size (``0`` turns banding off).
+    In eager inference a separate path (:meth:`_forward_inference`) computes
+    the same function with less memory: each residual sum is one fused
+    ``addcmul`` into the branch's fresh output, and on a large map the
+    feed-forward branch runs over bands of rows (each band, with the two rows
+    of context the 5×5 kernel needs, goes through ``norm2``, GNFF and
+    ``γ₂``; only its own rows are kept), so no feed-forward temporary is
+    larger than a band of a few MiB whatever the image size.
+    :attr:`band_bytes` sets the band size (``0`` turns banding off).
 
     Args:
         dim: Number of channels ``C``.
@@ -62,16 +62,33 @@ class TransformerLayer(nn.Module):
         - Output: ``(B, C, H, W)``
     """
 
-    #: Target size in bytes of the feed-forward hidden map of one band in
-    #: inference (see the class docstring); ``0`` disables banding.
+    #: Whether eager inference may take :meth:`_forward_inference`
+    #: (see :func:`clg_layers.layers.set_fast_inference`).
+    fast_inference: bool = True
+    #: Target size in bytes of the feed-forward hidden map of one band in the
+    #: inference path (see the class docstring); ``0`` disables banding.
     band_bytes: int = 8 * 2**20
+    #: What the inference path assumes: it applies γ₁ and γ₂ itself, writes into
+    #: the branches' outputs and cuts the feed-forward branch into bands.
+    _inference_children = {
+        "attn": DBPA,
+        "scale1": LayerScale,
+        "scale2": LayerScale,
+        "norm2": LayerNorm,
+        "ffn": GNFF,
+        "ffn.fc1_a": nn.Linear,
+        "ffn.fc1_b": nn.Linear,
+        "ffn.dw3": (nn.Conv2d, 3),
+        "ffn.dw5": (nn.Conv2d, 5),
+        "ffn.act": nn.GELU,
+        "ffn.fc2": nn.Linear,
+    }
 
     def __init__(self, dim: int, config: BlockConfig | None = None, **options: Any) -> None:
         super().__init__()
         cfg = resolve("TransformerLayer", config, options)
         self.dim = check_int("TransformerLayer", "dim", dim)
         cfg.check_width("TransformerLayer", dim)
-        self.norm1 = LayerNorm(dim)
         self.attn = DBPA(
             dim,
             num_heads=cfg.num_heads,
@@ -81,6 +98,7 @@ class TransformerLayer(nn.Module):
             channel=cfg.channel,
             fusion=cfg.attn_fusion,
         )
+        self.norm1 = LayerNorm(dim)
         self.scale1 = LayerScale(dim, init_values=1.0)
         self.norm2 = LayerNorm(dim)
         self.ffn = GNFF(dim, expansion=cfg.expansion)
@@ -93,7 +111,7 @@ class TransformerLayer(nn.Module):
         self.drop_path = DropPath(cfg.drop_path) if cfg.drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the layer.
+        """Apply the layer: both pre-norm residual branches, in order.
 
         Args:
             x: Feature map of shape ``(B, C, H, W)``.
@@ -103,40 +121,38 @@ class TransformerLayer(nn.Module):
             (``channels_last`` in, ``channels_last`` out; otherwise contiguous).
         """
         check_input("TransformerLayer", x, self.dim)
-        t = to_tokens(x).contiguous()  # (B, H, W, C); free for a channels_last input
-        t = self._residual(self.scale1, self._branch(self.norm1, self.attn, t), t, self.attn)
-        h = t.shape[1]
-        rows = h if self._drop_path_active() else band_rows(t, 2 * self.ffn.hidden, 1, self.band_bytes)
-        if rows >= h:
-            t = self._residual(self.scale2, self._branch(self.norm2, self.ffn, t), t, self.ffn)
-        else:
-            t = self._banded_ffn(t, rows)
+        if not self._drop_path_active() and use_inference_path(self, x, self._inference_children):
+            return self._forward_inference(x)
+        t = to_tokens(x)  # (B, H, W, C)
+        t = t + self.drop_path(self.scale1(to_tokens(self.attn(to_nchw(self.norm1(t))))))
+        t = t + self.drop_path(self.scale2(to_tokens(self.ffn(to_nchw(self.norm2(t))))))
         return restore_format(to_nchw(t), x)
-
-    @staticmethod
-    def _branch(norm: nn.Module, body: nn.Module, t: torch.Tensor) -> torch.Tensor:
-        """``body(norm(t))`` on tokens ``(B, R, W, C)``; ``body`` takes and returns ``(B, C, R, W)`` maps."""
-        return to_tokens(body(to_nchw(norm(t))))
 
     def _drop_path_active(self) -> bool:
         return self.training and not isinstance(self.drop_path, nn.Identity)
 
-    def _residual(self, scale: LayerScale, y: torch.Tensor, t: torch.Tensor, producer: nn.Module) -> torch.Tensor:
-        """``t + DropPath(γ ⊙ y)``; without drop path one fused pass, written into ``y`` when nothing else holds it."""
-        if self._drop_path_active():
-            return t + self.drop_path(scale(y))
-        return scale(y, t, out=y if holds_result(y, t) and reusable_output(producer) else None)
-
-    def _banded_ffn(self, t: torch.Tensor, rows: int) -> torch.Tensor:
-        """``t + γ₂ ⊙ GNFF(LN(t))`` computed ``rows`` rows at a time (see the class docstring)."""
+    def _forward_inference(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` in eager inference: fused residual sums and a banded feed-forward branch."""
+        t = to_tokens(x).contiguous()  # (B, H, W, C); free for a channels_last input
+        y = to_tokens(self.attn(to_nchw(self.norm1(t))))
+        t = self._add_scaled(t, y, self.scale1.gamma, out=y)
         h = t.shape[1]
-        halo = self.ffn.halo
+        rows = band_rows(t, 2 * self.ffn.hidden, 1, self.band_bytes)
+        if rows >= h:
+            y = to_tokens(self.ffn(to_nchw(self.norm2(t))))
+            return restore_format(to_nchw(self._add_scaled(t, y, self.scale2.gamma, out=y)), x)
         out = torch.empty_like(t)  # each band is written into it: the output exists once
+        halo = self.ffn.halo
         for r0 in range(0, h, rows):
             r1 = min(r0 + rows, h)
             lo, hi = max(r0 - halo, 0), min(r1 + halo, h)
             # GNFF zero-pads the band like a whole map; the rows next to the band's
             # cut edges, whose kernels reach past the context, are cropped off.
-            y = self._branch(self.norm2, self.ffn, t[:, lo:hi])[:, r0 - lo : r1 - lo]
-            self.scale2(y, t[:, r0:r1], out=out[:, r0:r1])
-        return out
+            y = to_tokens(self.ffn(to_nchw(self.norm2(t[:, lo:hi]))))[:, r0 - lo : r1 - lo]
+            torch.addcmul(t[:, r0:r1], y, self.scale2.gamma, out=out[:, r0:r1])
+        return restore_format(to_nchw(out), x)
+
+    @staticmethod
+    def _add_scaled(t: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
+        """``t + γ ⊙ y`` in one pass, into ``out`` unless its dtype is too narrow for the sum (autocast)."""
+        return torch.addcmul(t, y, gamma, out=out if holds_result(out, t, gamma) else None)

@@ -6,13 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from timm.models import checkpoint_seq
 from torch import nn
 
 from ..layers import COUPLING_MODES, DBPA_FUSIONS, BlockConfig, CouplingBlock, HybridGatedUnit
 from ..layers._checks import check_bool, check_choice, check_input, check_int, check_positive_float
-from ..layers._shapes import crop, known_zero, restore_format
+from ..layers._shapes import crop, known_zero, restore_format, to_channels_last
 from .registry import register_model
 
 __all__ = ["CLGINet", "FUSION_MODES", "clginet_base", "clginet_small", "clginet_tiny"]
@@ -60,6 +61,44 @@ def _reflect_pad(x: torch.Tensor, pad_h: int | torch.SymInt, pad_w: int | torch.
         return F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")  # the same values, one fused op
     x = x.index_select(2, _mirror_index(h, pad_h, x.device))
     return x.index_select(3, _mirror_index(w, pad_w, x.device))
+
+
+def pad_input(x: torch.Tensor) -> torch.Tensor:
+    """Mirror-pad images ``(B, C, H, W)`` at the bottom and right to ``8 · max(ceil(H / 8), 2)`` (and W).
+
+    A multiple of 8 for the three 2× downsamplings, and at least 16 so the
+    bottleneck is at least 2×2. Written as ``8 · n`` so symbolic shapes stay
+    simple for ``torch.export``: every level is provably a whole
+    ``n · 8 / 2^l``, and no level is ever 1 pixel wide (a size-1 map is a
+    special case for convolutions, which an exported graph would otherwise be
+    specialised against). ``torch.fx`` traces this function as one leaf call.
+    """
+    h, w = x.shape[-2:]
+    m = _SIZE_MULTIPLE
+    pad_h = torch.sym_max((h + m - 1) // m, _MIN_BOTTLENECK) * m - h
+    pad_w = torch.sym_max((w + m - 1) // m, _MIN_BOTTLENECK) * m - w
+    # Symbolic sizes (torch.export, dynamic torch.compile, ONNX) take the padding
+    # path whatever the size (a zero-width pad is a no-op), so the graph is not
+    # specialised to "multiple of 8 or not"; see window_attention.
+    if known_zero(pad_h) and known_zero(pad_w):
+        return x
+    # Mirror padding for every size: no "is the image larger than the pad?"
+    # branch, which would specialise an exported graph to the example's size.
+    return _reflect_pad(x, pad_h, pad_w)
+
+
+def crop_like(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The top-left ``H×W`` of ``out``, with ``H, W`` those of ``x`` (undoes :func:`pad_input`)."""
+    h, w = x.shape[-2:]
+    if known_zero(out.shape[-2] - h) and known_zero(out.shape[-1] - w):
+        return out
+    return crop(out, h, w, dims=(2, 3))
+
+
+torch.fx.wrap("pad_input")
+torch.fx.wrap("crop_like")
+torch.fx.wrap("to_channels_last")
+torch.fx.wrap("restore_format")
 
 
 class _Downsample(nn.Sequential):
@@ -284,30 +323,10 @@ class CLGINet(nn.Module):
             Tensor of shape ``(B, out_chans, H, W)``.
         """
         check_input("CLGINet", x, self.in_chans)
-        h, w = x.shape[-2:]
-        # Padded to `8 · max(ceil(h / 8), 2)`: a multiple of 8 for the three 2×
-        # downsamplings, and at least 16 so the bottleneck is at least 2×2. Written
-        # as `8 · n` so symbolic shapes stay simple for torch.export: every level is
-        # provably a whole `n · 8 / 2^l`, and no level is ever 1 pixel wide (a size-1
-        # map is a special case for convolutions, which an exported graph would
-        # otherwise be specialised against).
-        m = _SIZE_MULTIPLE
-        pad_h = torch.sym_max((h + m - 1) // m, _MIN_BOTTLENECK) * m - h
-        pad_w = torch.sym_max((w + m - 1) // m, _MIN_BOTTLENECK) * m - w
-        inp = x
-        # Symbolic sizes (torch.export, dynamic torch.compile, ONNX) take the
-        # padding path whatever the size (a zero-width pad is a no-op), so the
-        # graph is not specialised to "multiple of 8 or not"; see DBPA._spatial.
-        padded = not (known_zero(pad_h) and known_zero(pad_w))
-        if padded:
-            # Mirror padding for every size: no "is the image larger than the pad?"
-            # branch, which would specialise an exported graph to the example's size.
-            x = _reflect_pad(x, pad_h, pad_w)
-
         # The network runs in channels_last memory: the Transformer layers work
         # in (B, H, W, C) token layout, which is then a free view instead of two
         # layout copies per layer, and oneDNN's convolutions take it natively.
-        f = self.embed(x.contiguous(memory_format=torch.channels_last))
+        f = self.embed(to_channels_last(pad_input(x)))
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
             f = self._run(encoder, f)
@@ -320,12 +339,10 @@ class CLGINet(nn.Module):
             f = self.fusions[i]([u, *skips]) if self.fusions is not None else u + skips[_LEVELS - 2 - i]
             f = self._run(decoder, f)
         f = self._run(self.refinement, f)
-        out = self.head(f)
-
-        if padded:
-            out = crop(out, h, w, dims=(2, 3))
-        out = inp + out if self.global_residual else out
-        return restore_format(out, inp)
+        out = crop_like(self.head(f), x)
+        if self.global_residual:
+            out = x + out
+        return restore_format(out, x)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.items())
