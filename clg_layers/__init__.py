@@ -11,6 +11,8 @@ from .layers import (
     CouplingBlock,
     HybridGatedUnit,
     TransformerLayer,
+    fast_inference_enabled,
+    set_fast_inference,
 )
 from .models import (
     CLGINet,
@@ -64,4 +66,6 @@ __all__ = [
     "HybridGatedUnit",
     "TransformerLayer",
     "__version__",
+    "fast_inference_enabled",
+    "set_fast_inference",
 ]

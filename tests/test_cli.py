@@ -46,7 +46,7 @@ def test_help_list_info_subprocess() -> None:
     r = run("list", "clginet-*")
     assert r.returncode == 0 and r.stdout.split() == ["clginet-base", "clginet-small", "clginet-tiny"]
     r = run("info", "clginet-base")
-    assert r.returncode == 0 and "24,319,718" in r.stdout and "88.02 G" in r.stdout
+    assert r.returncode == 0 and "24,319,718" in r.stdout and "86.74 G" in r.stdout
     r = run("info", "clginet-bse")
     assert r.returncode == 2 and "did you mean 'clginet-base'" in r.stderr
     r = run("frobnicate")

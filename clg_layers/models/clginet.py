@@ -358,7 +358,7 @@ _VARIANTS: dict[str, dict[str, Any]] = {
     "clginet-tiny": dict(dim=16, depths=(1, 1, 1, 2), num_heads=(1, 1, 2, 4), expansion=2.0, cnn_groups=0),
     # ≈6.2 M params, 23 G MACs: base's shape at half its width.
     "clginet-small": dict(dim=24, depths=(1, 1, 1, 2), num_heads=(1, 2, 4, 8)),
-    # The paper's model: 24.3 M params (paper: 24.7 M), 87 G MACs (0.62× Restormer's 140.99 G).
+    # The paper's model: 24.3 M params (paper: 24.7 M), 86.7 G MACs (0.62× Restormer's 140.99 G).
     "clginet-base": dict(dim=48, depths=(1, 1, 1, 2), num_heads=(1, 2, 4, 8)),
 }
 
