@@ -16,6 +16,8 @@ from torch import nn
 from ..data import GaussianNoise, MotionBlur, PairedImageFolder, PatchSchedule, RainStreaks, SyntheticPairs
 from ..data import ValidationPairs, list_images
 from ..data.datasets import IMAGE_SUFFIXES
+from ..models.checkpoint import model_config_dict
+from ..models.config import CLGINetConfig
 
 __all__ = ["PAIR_LAYOUTS", "TASKS", "TRAIN_COMPILE_OPTIONS", "TrainConfig", "TrainResult", "check_resume", "export_weights", "find_pairs",
            "make_degradation", "train"]
@@ -257,6 +259,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _normalised_config(model: nn.Module, saved: Any) -> Any:
+    """A CLGINet's stored config with the defaults filled in (a 0.2 checkpoint lacks the newer keys)."""
+    if isinstance(getattr(model, "config", None), CLGINetConfig) and isinstance(saved, Mapping):
+        try:
+            return CLGINetConfig.from_dict(saved).to_dict()
+        except (TypeError, ValueError):
+            return saved  # reported as a difference below
+    return saved
+
+
 def check_resume(path: str | Path, model: nn.Module, *, task: str | None = None) -> dict[str, Any]:
     """Read a Lightning checkpoint safely and check it was written for this model, config and task.
 
@@ -289,9 +301,9 @@ def check_resume(path: str | Path, model: nn.Module, *, task: str | None = None)
     if hp.get("model_name") != name:
         raise ValueError(f"train: resume checkpoint {str(path)!r} is for model {hp.get('model_name')!r}, "
                          f"not {name!r}")
-    config = getattr(model, "config", None)
-    if _plain(hp.get("model_config")) != _plain(config if isinstance(config, dict) else None):
-        saved, now = _plain(hp.get("model_config")) or {}, _plain(config) or {}
+    saved, now = _plain(_normalised_config(model, hp.get("model_config"))), _plain(model_config_dict(model))
+    if saved != now:
+        saved, now = saved or {}, now or {}
         diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
         raise ValueError(f"train: resume checkpoint {str(path)!r} was trained with another {name} config; "
                          f"differences (checkpoint, now): {diff}")

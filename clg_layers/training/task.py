@@ -18,6 +18,7 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from ..data.datasets import PairedImageFolder, PatchSchedule, RandomPatchBatches, StepSampler, SyntheticPairs
 from ..data.datasets import ValidationPairs
+from ..models.checkpoint import model_config_dict
 from .metrics import CHANNELS, prepare_for_metrics
 
 __all__ = ["EMA", "LOSSES", "AtomicCheckpointIO", "RestorationDataModule", "RestorationTask", "restoration_loss"]
@@ -153,9 +154,8 @@ class RestorationTask(L.LightningModule):
             raise ValueError(f"RestorationTask: `metric_channel` must be one of {CHANNELS}, got {metric_channel!r}")
         self.model = model
         self.save_hyperparameters(ignore=["model", "image_dir"])
-        config = getattr(model, "config", None)
         self.hparams["model_name"] = getattr(model, "model_name", None) or type(model).__name__
-        self.hparams["model_config"] = dict(config) if isinstance(config, dict) else None
+        self.hparams["model_config"] = model_config_dict(model)
         self.image_dir = Path(image_dir) if image_dir is not None else None
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))  # mean of per-image PSNR
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
