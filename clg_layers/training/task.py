@@ -192,7 +192,7 @@ class RestorationTask(L.LightningModule):
             self._write_image(degraded[0], restored[0], clean[0], str(names[0]))
 
     def _write_image(self, degraded: torch.Tensor, restored: torch.Tensor, clean: torch.Tensor, name: str) -> None:
-        from ..tools.io import ImageData, write_image
+        from ..io import ImageData, write_image
 
         strip = torch.cat([t.float().clamp(0, 1).cpu() for t in (degraded, restored, clean)], dim=-1)
         path = self.image_dir / f"step{self.global_step:07d}_{name}.png"
