@@ -3,6 +3,9 @@
 from typing import Any
 
 from ._version import __version__
+
+# hub.py imports huggingface_hub only when a repository is fetched or pushed.
+from .integrations.hub import from_pretrained, push_to_hub, save_pretrained
 from .layers import (
     COUPLING_MODES,
     DBPA,
@@ -32,9 +35,6 @@ from .models import (
 )
 from .tools.tiled import tiled_forward
 
-# hub.py imports huggingface_hub only when a repository is fetched or pushed.
-from .integrations.hub import from_pretrained, push_to_hub, save_pretrained
-
 # The benchmark harness (clg_layers.tools.benchmark, about 1,000 lines) is imported on first use
 # of one of these names, not by `import clg_layers`.
 _BENCHMARK_NAMES = ("BenchmarkReport", "BenchmarkResult", "benchmark", "matmul_peak_gmacs")
@@ -53,15 +53,23 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "COUPLING_MODES",
+    "DBPA",
+    "DBPA_FUSIONS",
+    "GNFF",
     "BenchmarkReport",
     "BenchmarkResult",
     "BlockConfig",
     "CLGINet",
     "CLGINetConfig",
-    "COUPLING_MODES",
-    "DBPA_FUSIONS",
+    "CNNLayer",
+    "ChannelAttention",
+    "CouplingBlock",
+    "HybridGatedUnit",
     "LoadReport",
     "ModelInfo",
+    "TransformerLayer",
+    "__version__",
     "benchmark",
     "build",
     "count_macs",
@@ -77,12 +85,4 @@ __all__ = [
     "save_checkpoint",
     "save_pretrained",
     "tiled_forward",
-    "CNNLayer",
-    "ChannelAttention",
-    "CouplingBlock",
-    "DBPA",
-    "GNFF",
-    "HybridGatedUnit",
-    "TransformerLayer",
-    "__version__",
 ]

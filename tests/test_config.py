@@ -111,9 +111,11 @@ def test_unknown_keys_are_named() -> None:
 BAD = [
     ("in_chans", 0, ValueError), ("in_chans", True, TypeError), ("out_chans", "3", TypeError),
     ("dim", 7, ValueError), ("dim", 2.0, TypeError), ("depths", [1, 1, 1], ValueError),
-    ("depths", "1111", TypeError), ("num_heads", [1, 1, 3, 1], ValueError), ("num_heads", [1, 1, 0, 1], ValueError),
+    ("depths", "1111", TypeError), ("num_heads", [1, 1, 3, 1], ValueError),
+    ("num_heads", [1, 1, 0, 1], ValueError),
     ("window_size", 0, ValueError), ("kernel_size", 4, ValueError), ("expansion", float("nan"), ValueError),
-    ("expansion", "2.66", TypeError), ("refinement_depth", -1, ValueError), ("drop_path_rate", 1.0, ValueError),
+    ("expansion", "2.66", TypeError), ("refinement_depth", -1, ValueError),
+    ("drop_path_rate", 1.0, ValueError),
     ("global_residual", 1, TypeError), ("cnn_groups", 5, ValueError), ("coupling", "sum", ValueError),
     ("fusion", "concat", ValueError), ("spatial", "yes", TypeError), ("attn_fusion", "mul", ValueError),
 ]
@@ -201,7 +203,8 @@ def test_checkpoint_and_hub_store_the_dict(tmp_path: Path) -> None:
     assert written == model.config.to_dict()
     # A config.json written by 0.3.0 (every key) and by 0.2-era code (fewer keys) both load.
     raw = json.loads((directory / "config.json").read_text())
-    raw["config"] = {k: v for k, v in written.items() if k not in ("fusion", "spatial", "channel", "attn_fusion")}
+    newer = ("fusion", "spatial", "channel", "attn_fusion")
+    raw["config"] = {k: v for k, v in written.items() if k not in newer}
     (directory / "config.json").write_text(json.dumps(raw))
     assert cl.from_pretrained(directory).config == model.config
 
@@ -269,7 +272,9 @@ def test_data_options_use_the_layer_checks() -> None:
     assert torch.is_tensor(MotionBlur(kernel_size=5).kernels(1, seed=0))
 
 
-def test_train_config_refuses_bools_and_yaml_strings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_config_refuses_bools_and_yaml_strings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("lightning")
     from clg_layers.cli import main
     from clg_layers.training import TrainConfig

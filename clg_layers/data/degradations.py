@@ -35,13 +35,16 @@ def _check_images(who: str, x: object) -> torch.Tensor:
 
 
 def _range(who: str, name: str, value: float | tuple[float, float], low: float, high: float = math.inf) -> tuple[float, float]:
-    """Turn a number or a ``(min, max)`` pair into a checked ``(min, max)`` pair (bools and strings refused)."""
+    """Turn a number or a ``(min, max)`` pair into a checked ``(min, max)`` pair (no bools or strings)."""
+
     def real(v: object) -> bool:
         return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
     if real(value):
         pair = (float(value), float(value))  # type: ignore[arg-type]
-    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and all(map(real, value)):
+    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and all(
+        map(real, value)
+    ):
         pair = (float(value[0]), float(value[1]))
     else:
         raise TypeError(f"{who}: `{name}` must be a number or a (min, max) pair, got {value!r}")

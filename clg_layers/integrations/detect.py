@@ -274,8 +274,8 @@ def _check_widths(state: Mapping[str, Any], firsts: list[str], widths: tuple[int
         width = _shape(state, f"{block}.cnn1.scale.gamma", "the CNN layer's scale")[0]
         if width != widths[level]:
             raise ValueError(
-                f"{_NAME}: level {level} blocks ({block!r}) are {width} channels wide, but with dim={widths[0]} "
-                f"(from 'embed.weight') level {level} of CLG-INet is {widths[level]} wide"
+                f"{_NAME}: level {level} blocks ({block!r}) are {width} channels wide, but with "
+                f"dim={widths[0]} (from 'embed.weight') level {level} of CLG-INet is {widths[level]} wide"
             )
 
 
@@ -325,7 +325,8 @@ def _read_fusion(state: Mapping[str, Any]) -> str:
     for j in range(LEVELS - 1):
         if f"fusions.{j}.spatial_gate.weight" not in state:
             raise ValueError(
-                f"{_NAME}: the state dict has hybrid gated units but not 'fusions.{j}' (one per decoder level)"
+                f"{_NAME}: the state dict has hybrid gated units but not 'fusions.{j}' "
+                "(one per decoder level)"
             )
     return "hgu"
 
@@ -402,7 +403,9 @@ def infer_config(state: Mapping[str, Any], *, config: Mapping[str, Any] | None =
         return CLGINetConfig.from_dict(merged)
     except (TypeError, ValueError) as err:
         shown = {k: _normalise(v) for k, v in merged.items()}
-        raise ValueError(f"{_NAME}: the inferred configuration {shown} is not a valid CLGINet: {err}") from None
+        raise ValueError(
+            f"{_NAME}: the inferred configuration {shown} is not a valid CLGINet: {err}"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from ..layers._shapes import crop, known_zero, restore_format
 from .config import FUSION_MODES, LEVELS, CLGINetConfig
 from .registry import register_model
 
-__all__ = ["CLGINet", "FUSION_MODES", "VARIANTS", "Variant", "clginet_base", "clginet_small", "clginet_tiny"]
+__all__ = ["FUSION_MODES", "VARIANTS", "CLGINet", "Variant", "clginet_base", "clginet_small", "clginet_tiny"]
 
 _LEVELS = LEVELS  # three encoder levels and the bottleneck
 _SIZE_MULTIPLE = 2 ** (_LEVELS - 1)  # what three 2× downsamplings need
@@ -27,8 +27,10 @@ _MIN_BOTTLENECK = 2  # the smallest bottleneck side, in pixels (inputs are padde
 def _resolve_config(config: CLGINetConfig | None, overrides: dict[str, Any]) -> CLGINetConfig:
     """``config`` (or the defaults) with ``overrides`` applied; errors name CLGINet."""
     if config is not None and not isinstance(config, CLGINetConfig):
-        hint = " (for a dict use CLGINetConfig.from_dict(d) or CLGINet(**d))" if isinstance(config, Mapping) else ""
-        raise TypeError(f"CLGINet: `config` must be a CLGINetConfig or None, got {type(config).__name__}{hint}")
+        hint = " (for a dict: CLGINetConfig.from_dict(d))" if isinstance(config, Mapping) else ""
+        raise TypeError(
+            f"CLGINet: `config` must be a CLGINetConfig or None, got {type(config).__name__}{hint}"
+        )
     try:
         if config is None:
             unknown = sorted(set(overrides) - set(CLGINetConfig.field_names()))

@@ -10,7 +10,7 @@ from typing import Any
 from ..layers import COUPLING_MODES, DBPA_FUSIONS, BlockConfig
 from ..layers._checks import check_bool, check_choice, check_int, check_positive_float
 
-__all__ = ["CLGINetConfig", "FUSION_MODES", "LEVELS"]
+__all__ = ["FUSION_MODES", "LEVELS", "CLGINetConfig"]
 
 #: Accepted values of ``CLGINetConfig(fusion=...)``.
 FUSION_MODES: tuple[str, ...] = ("hgu", "add")
@@ -156,7 +156,9 @@ class CLGINetConfig(Mapping[str, Any]):
                     f"{o}: level {level} has width {w}, which `num_heads[{level}]` ({h}) does not divide"
                 )
             if self.cnn_groups and w % self.cnn_groups:
-                raise ValueError(f"{o}: `cnn_groups` ({self.cnn_groups}) must divide every level width {widths}")
+                raise ValueError(
+                    f"{o}: `cnn_groups` ({self.cnn_groups}) must divide every level width {widths}"
+                )
 
     # ---------------------------------------------------------------------------------------------
     # Derived values
@@ -172,7 +174,7 @@ class CLGINetConfig(Mapping[str, Any]):
         return 2 * sum(self.depths[:-1]) + self.depths[-1] + self.refinement_depth
 
     def drop_path_rates(self) -> list[float]:
-        """Stochastic-depth rate of every block, in the order they run, rising linearly to ``drop_path_rate``."""
+        """Stochastic depth of every block, in the order they run, rising linearly to ``drop_path_rate``."""
         n = self.num_blocks
         return [self.drop_path_rate * i / max(n - 1, 1) for i in range(n)]
 

@@ -13,8 +13,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import GaussianNoise, MotionBlur, PairedImageFolder, PatchSchedule, RainStreaks, SyntheticPairs
-from ..data import ValidationPairs, list_images
+from ..data import (
+    GaussianNoise,
+    MotionBlur,
+    PairedImageFolder,
+    PatchSchedule,
+    RainStreaks,
+    SyntheticPairs,
+    ValidationPairs,
+    list_images,
+)
 from ..data.datasets import IMAGE_SUFFIXES
 from ..layers._checks import check_bool, check_choice, check_int, check_positive_float
 from ..models.checkpoint import model_config_dict
@@ -155,7 +163,7 @@ class TrainConfig:
         return PatchSchedule.constant(self.patch, self.batch)
 
     def validate(self) -> None:
-        """Check option types and ranges with the layers' checks; raise ``TypeError``/``ValueError`` naming the option.
+        """Check option types and ranges with the layers' checks; errors name the option.
 
         A YAML file read as YAML 1.1 (PyYAML) gives ``lr: 1.0e6`` as the string ``"1.0e6"``
         (YAML 1.1 floats need a signed exponent, ``1.0e+6``): it is refused naming ``lr``.
@@ -171,8 +179,9 @@ class TrainConfig:
             _real(who, "max_minutes", self.max_minutes)
         for name in ("num_nodes", "patch", "batch", "log_every"):
             check_int(who, name, getattr(self, name))
-        for name in ("val_every", "checkpoint_every", "num_workers", "crop_border", "log_images", "warmup_steps",
-                     "seed"):
+        counts = ("val_every", "checkpoint_every", "num_workers", "crop_border", "log_images", "warmup_steps")
+        counts += ("seed",)
+        for name in counts:
             check_int(who, name, getattr(self, name), minimum=0)
         if check_int(who, "channels", self.channels) not in (1, 3):
             raise ValueError(f"{who}: `channels` must be 1 or 3, got {self.channels!r}")
@@ -186,13 +195,15 @@ class TrainConfig:
         for name in ("compile", "cache", "progress"):
             check_bool(who, name, getattr(self, name))
         for name in ("model_args", "degradation"):
-            if not isinstance(getattr(self, name), Mapping):
-                raise TypeError(f"{who}: `{name}` must be a mapping, got {type(getattr(self, name)).__name__}")
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise TypeError(f"{who}: `{name}` must be a mapping, got {type(value).__name__}")
         for name in ("model", "accelerator", "out"):
             if not isinstance(getattr(self, name), (str, os.PathLike)):
                 raise TypeError(f"{who}: `{name}` must be a string, got {type(getattr(self, name)).__name__}")
-        if isinstance(self.devices, bool) or (isinstance(self.devices, int) and self.devices < 1 and self.devices != -1):
-            raise ValueError(f"{who}: `devices` must be 'auto', a count >= 1 (or -1) or a list, got {self.devices!r}")
+        devices = self.devices
+        if isinstance(devices, bool) or (isinstance(devices, int) and devices < 1 and devices != -1):
+            raise ValueError(f"{who}: `devices` must be 'auto', a count >= 1, -1 or a list, got {devices}")
         self.patch_schedule()
 
 
@@ -204,8 +215,10 @@ def _real(who: str, name: str, value: object, *, allow_zero: bool = False) -> fl
         except ValueError:
             pass
         else:
-            raise TypeError(f"{who}: `{name}` must be a real number, got str ({value!r}); in YAML write it with a "
-                            "decimal point and a signed exponent (e.g. 1.0e-4, not 1e-4) or as a plain decimal")
+            raise TypeError(
+                f"{who}: `{name}` must be a real number, got str ({value!r}); in YAML write it with a "
+                "decimal point and a signed exponent (e.g. 1.0e-4, not 1e-4) or as a plain decimal"
+            )
     return check_positive_float(who, name, value, allow_zero=allow_zero)
 
 

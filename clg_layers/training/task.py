@@ -16,8 +16,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from ..data.datasets import PairedImageFolder, PatchSchedule, RandomPatchBatches, StepSampler, SyntheticPairs
-from ..data.datasets import ValidationPairs
+from ..data.datasets import (
+    PairedImageFolder,
+    PatchSchedule,
+    RandomPatchBatches,
+    StepSampler,
+    SyntheticPairs,
+    ValidationPairs,
+)
 from ..models.checkpoint import model_config_dict
 from .metrics import CHANNELS, prepare_for_metrics
 
