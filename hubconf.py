@@ -17,16 +17,20 @@ Weights are read without running code from the file (see
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import torch
 
 from clg_layers import CLGINet, build
+from clg_layers.models import VARIANTS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 dependencies = ["torch", "timm", "safetensors", "numpy"]
 
-__all__ = ["clginet_base", "clginet_small", "clginet_tiny"]
+__all__ = [name.replace("-", "_") for name in VARIANTS]
 
 
 def _local(checkpoint: str | Path) -> Path:
@@ -49,43 +53,27 @@ def _create(name: str, checkpoint: str | Path | None, overrides: dict[str, Any])
     return model
 
 
-def clginet_tiny(*, checkpoint: str | Path | None = None, **overrides: Any) -> CLGINet:
-    """``clginet-tiny`` (≈1.3 M parameters): CPU demos and quick experiments.
+def _entry(name: str) -> Callable[..., CLGINet]:
+    description = VARIANTS[name].description
+
+    def entry(*, checkpoint: str | Path | None = None, **overrides: Any) -> CLGINet:
+        return _create(name, checkpoint, overrides)
+
+    entry.__name__ = entry.__qualname__ = name.replace("-", "_")
+    entry.__doc__ = f"""``{name}``: {description}.
 
     Args:
         checkpoint: Weights to load: a local file or an ``http(s)://`` URL.
-        **overrides: Constructor arguments of :class:`clg_layers.CLGINet`
-            that replace the variant's (e.g. ``in_chans=1``).
+        **overrides: Options of :class:`clg_layers.CLGINetConfig` that replace
+            the variant's (e.g. ``in_chans=1``).
 
     Returns:
         The model, in training mode, on the CPU.
     """
-    return _create("clginet-tiny", checkpoint, overrides)
+    return entry
 
 
-def clginet_small(*, checkpoint: str | Path | None = None, **overrides: Any) -> CLGINet:
-    """``clginet-small`` (≈6.2 M parameters): base's shape at half its width.
-
-    Args:
-        checkpoint: Weights to load: a local file or an ``http(s)://`` URL.
-        **overrides: Constructor arguments of :class:`clg_layers.CLGINet`
-            that replace the variant's.
-
-    Returns:
-        The model, in training mode, on the CPU.
-    """
-    return _create("clginet-small", checkpoint, overrides)
-
-
-def clginet_base(*, checkpoint: str | Path | None = None, **overrides: Any) -> CLGINet:
-    """``clginet-base`` (24.3 M parameters): the paper's model.
-
-    Args:
-        checkpoint: Weights to load: a local file or an ``http(s)://`` URL.
-        **overrides: Constructor arguments of :class:`clg_layers.CLGINet`
-            that replace the variant's.
-
-    Returns:
-        The model, in training mode, on the CPU.
-    """
-    return _create("clginet-base", checkpoint, overrides)
+# One entry point per row of the variants table; torch.hub lists the module's public callables.
+for _name in VARIANTS:
+    globals()[_name.replace("-", "_")] = _entry(_name)
+del _name

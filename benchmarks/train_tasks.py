@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from clg_layers.data import SyntheticPairs, ValidationPairs
 from clg_layers.demo import HELD_OUT_IMAGES, TRAIN_IMAGES, load_photo
-from clg_layers.tools.io import ImageData, write_image
+from clg_layers.io import ImageData, write_image
 from clg_layers.training import TrainConfig, evaluate, make_degradation, train
 
 OPTIONS = {

@@ -1,11 +1,17 @@
 """clg-layers: the building blocks of CLG-INet (Jiang et al., ACM MM 2023) for PyTorch."""
 
-from .tools.benchmark import BenchmarkReport, BenchmarkResult, benchmark, matmul_peak_gmacs
+from typing import Any
+
+from ._version import __version__
+
+# hub.py imports huggingface_hub only when a repository is fetched or pushed.
+from .integrations.hub import from_pretrained, push_to_hub, save_pretrained
 from .layers import (
     COUPLING_MODES,
     DBPA,
     DBPA_FUSIONS,
     GNFF,
+    BlockConfig,
     ChannelAttention,
     CNNLayer,
     CouplingBlock,
@@ -16,6 +22,7 @@ from .layers import (
 )
 from .models import (
     CLGINet,
+    CLGINetConfig,
     LoadReport,
     ModelInfo,
     build,
@@ -30,19 +37,41 @@ from .models import (
 )
 from .tools.tiled import tiled_forward
 
-# Last: hub.py reads __version__ lazily and imports huggingface_hub only when a repository is fetched or pushed.
-from .integrations.hub import from_pretrained, push_to_hub, save_pretrained  # noqa: E402
+# The benchmark harness (clg_layers.tools.benchmark, about 1,000 lines) is imported on first use
+# of one of these names, not by `import clg_layers`.
+_BENCHMARK_NAMES = ("BenchmarkReport", "BenchmarkResult", "benchmark", "matmul_peak_gmacs")
 
-__version__ = "0.3.0"
+
+def __getattr__(name: str) -> Any:
+    if name in _BENCHMARK_NAMES:
+        from .tools import benchmark as harness
+
+        return getattr(harness, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_BENCHMARK_NAMES))
+
 
 __all__ = [
+    "COUPLING_MODES",
+    "DBPA",
+    "DBPA_FUSIONS",
+    "GNFF",
     "BenchmarkReport",
     "BenchmarkResult",
+    "BlockConfig",
     "CLGINet",
-    "COUPLING_MODES",
-    "DBPA_FUSIONS",
+    "CLGINetConfig",
+    "CNNLayer",
+    "ChannelAttention",
+    "CouplingBlock",
+    "HybridGatedUnit",
     "LoadReport",
     "ModelInfo",
+    "TransformerLayer",
+    "__version__",
     "benchmark",
     "build",
     "count_macs",
@@ -58,14 +87,6 @@ __all__ = [
     "save_checkpoint",
     "save_pretrained",
     "tiled_forward",
-    "CNNLayer",
-    "ChannelAttention",
-    "CouplingBlock",
-    "DBPA",
-    "GNFF",
-    "HybridGatedUnit",
-    "TransformerLayer",
-    "__version__",
     "fast_inference_enabled",
     "set_fast_inference",
 ]

@@ -60,7 +60,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_restore(args: argparse.Namespace) -> int:
     import torch
 
-    from .tools.io import read_image, write_image
+    from .io import read_image, write_image
     from .models import build
     from .models.registry import _builder
     from .tools.tiled import tiled_forward
@@ -194,7 +194,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.tile < 0 or args.overlap < 0 or (args.tile and args.overlap >= args.tile):
         return _error(f"need --tile >= 0 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}", EXIT_USAGE)
     from .data import PairedImageFolder, ValidationPairs
-    from .tools.io import ImageData, write_image
+    from .io import ImageData, write_image
     from .training import PAIR_LAYOUTS, evaluate, find_pairs
 
     pairs = find_pairs(args.data)
@@ -237,7 +237,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``clg-layers`` argument parser (``bench`` is forwarded to :mod:`clg_layers.tools.benchmark`)."""
     from .demo import build_parser as demo_parser
-    from .tools.io import DEFAULT_MAX_PIXELS
+    from .io import DEFAULT_MAX_PIXELS
 
     parser = argparse.ArgumentParser(
         prog="clg-layers",

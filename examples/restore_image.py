@@ -11,7 +11,7 @@ import argparse
 import torch
 
 import clg_layers
-from clg_layers.tools.io import read_image, write_image
+from clg_layers.io import read_image, write_image
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,7 +13,7 @@ from PIL import Image
 
 import clg_layers as cl
 from clg_layers.cli import main
-from clg_layers.tools.io import ImageData, read_image, write_image
+from clg_layers.io import ImageData, read_image, write_image
 from conftest import wake
 
 

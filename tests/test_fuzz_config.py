@@ -595,7 +595,8 @@ def test_valid_config_builds_and_trains(name: str, data: st.DataObject) -> None:
     if name == "CLGINet":
         # The stored config is plain JSON (save_checkpoint writes it) and rebuilds the same network.
         assert isinstance(module, cl.CLGINet)
-        restored = cl.CLGINet(**json.loads(json.dumps(module.config)))
+        restored = cl.CLGINet(cl.CLGINetConfig.from_dict(json.loads(json.dumps(module.config.to_dict()))))
+        assert restored.config == module.config
         shapes = {k: v.shape for k, v in module.state_dict().items()}
         assert {k: v.shape for k, v in restored.state_dict().items()} == shapes
 
@@ -653,5 +654,5 @@ def test_former_escapes_now_build() -> None:
         kernel_size=np.int32(3),
         expansion=Fraction(3, 2),
     )
-    assert json.loads(json.dumps(net.config))["window_size"] == 4
+    assert json.loads(json.dumps(net.config.to_dict()))["window_size"] == 4
     assert net.config["expansion"] == 1.5

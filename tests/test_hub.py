@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import clg_layers as cl
+from _factories import to_0_2_layout
 from conftest import wake
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -102,7 +103,7 @@ def test_model_card(tmp_path: Path) -> None:
     assert "doi       = {10.1145/3581783.3612251}" in card and "| `in_chans` | `1` |" in card
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["format_version"] == cl.integrations.hub.FORMAT_VERSION and config["library_version"] == cl.__version__
-    assert config["model_name"] == "clginet-tiny" and config["config"] == model.config
+    assert config["model_name"] == "clginet-tiny" and config["config"] == model.config.to_dict()
 
 
 def _edit_config(directory: Path, change: Any) -> None:
@@ -183,15 +184,9 @@ def test_old_dbpa_layout_loads(tmp_path: Path) -> None:
     """A directory whose weights use the other DBPA key layout (fused qkv vs q/k/v) still loads."""
     from safetensors.torch import save_file
 
-    from clg_layers.integrations import detect
-
     model = wake(cl.build("clginet-tiny"), seed=3)
     directory = cl.save_pretrained(model, tmp_path / "m")
-    state = model.state_dict()
-    if any(".attn.q.weight" in k for k in state):
-        other = detect._fused_layout(state)
-    else:
-        other = detect._split_layout(state, {k: tuple(v.shape) for k, v in state.items()})
+    other = to_0_2_layout(model.state_dict())
     save_file({k: v.contiguous() for k, v in other.items()}, str(directory / "model.safetensors"))
     _same_outputs(cl.from_pretrained(directory), model, 3)
 
@@ -331,7 +326,7 @@ def test_push_to_hub_stages_the_layout(tmp_path: Path, monkeypatch: pytest.Monke
     staged = upload["staged"]
     assert sorted(staged) == ["README.md", "config.json", "model.safetensors"]
     assert b"| PSNR | 31.0 |" in staged["README.md"]
-    assert json.loads(staged["config.json"])["config"] == model.config
+    assert json.loads(staged["config.json"])["config"] == model.config.to_dict()
     for name, content in staged.items():  # what was uploaded loads back to the same model
         (tmp_path / name).write_bytes(content)
     _same_outputs(cl.from_pretrained(tmp_path), model, 3)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import clg_layers as cl
 from clg_layers.integrations import detect
+from _factories import to_0_2_layout
 from conftest import wake
 
 spandrel = pytest.importorskip("spandrel")
@@ -145,11 +146,9 @@ def test_files_through_model_loader_and_load_file(tmp_path: Path) -> None:
 def test_both_dbpa_key_layouts() -> None:
     """The fused ``attn.qkv`` layout of 0.2.0 and separate ``q``/``k``/``v`` modules both load."""
     model = wake(cl.build("clginet-tiny"), seed=6)
-    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    state = model.state_dict()
-    fused_model = any(k.endswith("attn.qkv.weight") for k in own)
-    fused = state if fused_model else detect._fused_layout(state)
-    split = detect._split_layout(state, own) if fused_model else state
+    split = model.state_dict()
+    fused = to_0_2_layout(split)
+    assert set(cl.migrate_state_dict(fused)[0]) == set(split)
     assert not any(k.endswith("attn.q.weight") for k in fused)
     assert fused["encoders.0.0.transformer.attn.qkv.weight"].shape == (48, 16, 1, 1)
     assert fused["encoders.0.0.transformer.ffn.fc1.weight"].shape == (64, 16, 1, 1)

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset, Sampler
 
+from ..layers._checks import check_int
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "PairedImageFolder",
@@ -58,6 +60,11 @@ def list_images(folder: str | Path, *, who: str = "list_images") -> dict[str, Pa
     return found
 
 
+def _check_channels(who: str, channels: object) -> None:
+    if check_int(who, "channels", channels) not in (1, 3):
+        raise ValueError(f"{who}: `channels` must be 1 or 3, got {channels!r}")
+
+
 def _to_channels(img: torch.Tensor, channels: int, where: str) -> torch.Tensor:
     c = img.shape[0]
     if c == channels:
@@ -80,10 +87,9 @@ def load_image(path: str | Path, *, channels: int = 3) -> torch.Tensor:
         FileNotFoundError: If ``path`` does not exist.
         ValueError: If the file is unreadable, truncated or of an unsupported mode.
     """
-    from ..tools.io import read_image
+    from ..io import read_image
 
-    if channels not in (1, 3):
-        raise ValueError(f"load_image: `channels` must be 1 or 3, got {channels!r}")
+    _check_channels("load_image", channels)
     image = read_image(path)
     return _to_channels(image.tensor[0], channels, repr(str(path)))
 
@@ -143,8 +149,8 @@ class PairedImageFolder(Dataset):
         cache: bool = False,
     ) -> None:
         who = "PairedImageFolder"
-        if channels not in (1, 3):
-            raise ValueError(f"{who}: `channels` must be 1 or 3, got {channels!r}")
+        _check_channels(who, channels)
+        check_int(who, "min_size", min_size)
         inputs = list_images(input_dir, who=who)
         targets = list_images(target_dir, who=who)
         only_in = sorted(set(inputs) - set(targets))
@@ -214,6 +220,8 @@ class SyntheticPairs(Dataset):
         who = "SyntheticPairs"
         if not callable(degradation):
             raise TypeError(f"{who}: `degradation` must be callable, got {type(degradation).__name__}")
+        _check_channels(who, channels)
+        check_int(who, "min_size", min_size)
         self.degradation = degradation
         self.channels = channels
         self._images: list[torch.Tensor] | None = None
@@ -283,9 +291,11 @@ class PatchSchedule:
     def __post_init__(self) -> None:
         if not self.stages:
             raise ValueError("PatchSchedule: needs at least one (steps, patch, batch) stage")
-        for stage in self.stages:
-            if len(stage) != 3 or not all(isinstance(v, int) and v >= 1 for v in stage):
+        for i, stage in enumerate(self.stages):
+            if isinstance(stage, (str, bytes)) or not isinstance(stage, Sequence) or len(stage) != 3:
                 raise ValueError(f"PatchSchedule: each stage is three ints >= 1 (steps, patch, batch), got {stage!r}")
+            for name, value in zip(("steps", "patch", "batch"), stage):
+                check_int("PatchSchedule", f"stages[{i}].{name}", value)
 
     @classmethod
     def constant(cls, patch: int, batch: int) -> PatchSchedule:
@@ -404,6 +414,8 @@ class ValidationPairs(Dataset):
 
     def __init__(self, source: PairedImageFolder | SyntheticPairs, *, max_side: int | None = None,
                  seed: int = 12345) -> None:
+        if max_side is not None:
+            check_int("ValidationPairs", "max_side", max_side)
         self.items: list[tuple[torch.Tensor, torch.Tensor, str]] = []
         for i in range(len(source)):
             item = source[i]

@@ -14,9 +14,12 @@ imported when they first run, so this module imports with torch alone.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 
 import torch
+
+from ..layers._checks import check_int, check_positive_float
 
 __all__ = ["Compose", "Degradation", "GaussianNoise", "MotionBlur", "PoissonGaussianNoise", "RainStreaks"]
 
@@ -32,10 +35,16 @@ def _check_images(who: str, x: object) -> torch.Tensor:
 
 
 def _range(who: str, name: str, value: float | tuple[float, float], low: float, high: float = math.inf) -> tuple[float, float]:
-    """Turn a number or a ``(min, max)`` pair into a checked ``(min, max)`` pair."""
-    if isinstance(value, (int, float)):
-        pair = (float(value), float(value))
-    elif isinstance(value, Sequence) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value):
+    """Turn a number or a ``(min, max)`` pair into a checked ``(min, max)`` pair (no bools or strings)."""
+
+    def real(v: object) -> bool:
+        return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+    if real(value):
+        pair = (float(value), float(value))  # type: ignore[arg-type]
+    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and all(
+        map(real, value)
+    ):
         pair = (float(value[0]), float(value[1]))
     else:
         raise TypeError(f"{who}: `{name}` must be a number or a (min, max) pair, got {value!r}")
@@ -251,14 +260,10 @@ class MotionBlur(Degradation):
     ) -> None:
         self.length = _range("MotionBlur", "length", length, 1.0, 255.0)
         self.angle = _range("MotionBlur", "angle", angle, -360.0, 360.0)
-        if not curvature >= 0:
-            raise ValueError(f"MotionBlur: `curvature` must be >= 0, got {curvature}")
-        self.curvature = float(curvature)
+        self.curvature = check_positive_float("MotionBlur", "curvature", curvature, allow_zero=True)
         if kernel_size is None:
             kernel_size = int(math.ceil(self.length[1])) // 2 * 2 + 3
-        if not isinstance(kernel_size, int) or kernel_size < 3 or kernel_size % 2 == 0:
-            raise ValueError(f"MotionBlur: `kernel_size` must be an odd int >= 3, got {kernel_size!r}")
-        self.kernel_size = kernel_size
+        self.kernel_size = check_int("MotionBlur", "kernel_size", kernel_size, minimum=3, odd=True)
         self.noise = _range("MotionBlur", "noise", noise, 0.0, 255.0)
 
     def kernels(self, n: int, *, generator: torch.Generator | None = None, seed: int | None = None,

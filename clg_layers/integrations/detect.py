@@ -42,7 +42,6 @@ the installed :class:`~clg_layers.CLGINet` uses.
 
 from __future__ import annotations
 
-import inspect
 import math
 import re
 from collections.abc import Mapping
@@ -52,7 +51,9 @@ from typing import Any
 import torch
 
 from ..models import checkpoint as _checkpoint
-from ..models.clginet import _LEVELS, _VARIANTS, CLGINet
+from ..models.checkpoint import migrate_state_dict
+from ..models.clginet import VARIANTS, CLGINet
+from ..models.config import LEVELS, CLGINetConfig
 
 __all__ = [
     "CONFIG_FROM_WEIGHTS",
@@ -76,6 +77,9 @@ CONFIG_FROM_WEIGHTS: tuple[str, ...] = (
     "refinement_depth",
     "cnn_groups",
     "coupling",
+    "fusion",
+    "spatial",
+    "channel",
 )
 #: Constructor arguments no parameter depends on: from ``config`` or the defaults.
 CONFIG_NOT_IN_WEIGHTS: tuple[str, ...] = ("window_size", "global_residual", "drop_path_rate")
@@ -94,7 +98,6 @@ _SIGNATURE: tuple[str, ...] = (
 )
 # DBPA's q/k/v in either layout: one fused 3C convolution, or three C-channel modules.
 _FUSED, _SPLIT = "attn.qkv.weight", "attn.q.weight"
-_STAGES: tuple[str, ...] = ("encoders", "decoders", "bottleneck", "refinement")
 _NAME = "CLG-INet detection"
 
 
@@ -224,7 +227,126 @@ def _normalise(value: Any) -> Any:
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-def infer_config(state: Mapping[str, Any], *, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+# --------------------------------------------------------------------------------------------------
+# Readers: each reads one setting (or one group of settings) from the weights
+# --------------------------------------------------------------------------------------------------
+
+
+def _read_channels(state: Mapping[str, Any]) -> tuple[int, int, int]:
+    """``(dim, in_chans, out_chans)`` from the embedding and output convolutions."""
+    embed = _shape(state, "embed.weight", "the input embedding")
+    head = _shape(state, "head.weight", "the output convolution")
+    if len(embed) != 4 or len(head) != 4 or head[1] != embed[0]:
+        raise ValueError(
+            f"{_NAME}: 'embed.weight' {embed} and 'head.weight' {head} must be (dim, in_chans, 3, 3) and "
+            "(out_chans, dim, 3, 3) with the same dim"
+        )
+    return embed[0], embed[1], head[0]
+
+
+def _read_depths(state: Mapping[str, Any]) -> tuple[list[int], int]:
+    """``(depths, refinement_depth)`` from the block indices of every stage."""
+    encoder_levels = _levels(state, "encoders")
+    decoder_levels = _levels(state, "decoders")
+    if encoder_levels != list(range(LEVELS - 1)) or decoder_levels != list(range(LEVELS - 1)):
+        raise ValueError(
+            f"{_NAME}: CLG-INet has encoder and decoder levels [0, 1, 2]; the state dict has encoders "
+            f"{encoder_levels} and decoders {decoder_levels}"
+        )
+    depths = [_blocks(state, f"encoders.{level}") for level in range(LEVELS - 1)]
+    depths.append(_blocks(state, "bottleneck"))
+    for j in range(LEVELS - 1):
+        level = LEVELS - 2 - j  # decoders run deepest first
+        n = _blocks(state, f"decoders.{j}")
+        if n != depths[level]:
+            raise ValueError(
+                f"{_NAME}: decoder stage 'decoders.{j}' (level {level}) has {n} blocks but its encoder stage "
+                f"'encoders.{level}' has {depths[level]}; CLG-INet repeats each encoder depth in the decoder"
+            )
+    if not depths[-1]:
+        raise ValueError(f"{_NAME}: the state dict has no 'bottleneck' blocks; CLG-INet has at least one")
+    return depths, _blocks(state, "refinement")
+
+
+def _check_widths(state: Mapping[str, Any], firsts: list[str], widths: tuple[int, ...]) -> None:
+    """Each level's first block must be as wide as ``dim · 2^level``."""
+    for level, block in enumerate(firsts):
+        width = _shape(state, f"{block}.cnn1.scale.gamma", "the CNN layer's scale")[0]
+        if width != widths[level]:
+            raise ValueError(
+                f"{_NAME}: level {level} blocks ({block!r}) are {width} channels wide, but with "
+                f"dim={widths[0]} (from 'embed.weight') level {level} of CLG-INet is {widths[level]} wide"
+            )
+
+
+def _read_attention(state: Mapping[str, Any], firsts: list[str], known: Mapping[str, Any]) -> dict[str, Any]:
+    """``spatial``, ``channel`` and (when the weights tell) ``attn_fusion`` of every DBPA."""
+    raw = _branches(state, firsts[0])
+    for block in firsts[1:]:
+        if _branches(state, block) != raw:
+            raise ValueError(f"{_NAME}: DBPA's branches differ between 'encoders.0.0' and {block!r}")
+    spatial, channel = raw
+    if raw == (True, True):
+        return {"spatial": True, "channel": True, "attn_fusion": "gate"}  # the gate's weights are there
+    if known.get("attn_fusion") == "sum" and channel and known.get("spatial", True) is not False:
+        # "sum" has no gate: its weights are those of a channel-only model, so the config decides.
+        return {"spatial": True, "channel": True, "attn_fusion": "sum"}
+    return {"spatial": spatial, "channel": channel}  # one branch: nothing is mixed
+
+
+def _read_heads(state: Mapping[str, Any], firsts: list[str], channel: bool) -> list[int] | None:
+    """Heads per level from the channel branch's ``temperature``; ``None`` without that branch."""
+    if not channel:
+        return None  # spatial-only: the heads leave no trace in the weights
+    return [_shape(state, f"{b}.transformer.attn.temperature", "DBPA's channel branch")[0] for b in firsts]
+
+
+def _read_kernel(state: Mapping[str, Any], firsts: list[str]) -> int:
+    """DBPA's depthwise ``q/k/v`` kernel (one fused ``qkv_dw`` in the 0.2.0 layout)."""
+    kernels = set()
+    for block in firsts:
+        attn = f"{block}.transformer.attn."
+        dw = attn + ("qkv_dw.weight" if attn + "qkv_dw.weight" in state else "q_dw.weight")
+        kernels.add(_shape(state, dw, "DBPA's depthwise q/k/v convolution")[-1])
+    if len(kernels) != 1:
+        raise ValueError(f"{_NAME}: DBPA's depthwise kernel differs between levels: {sorted(kernels)}")
+    return kernels.pop()
+
+
+def _read_hidden(state: Mapping[str, Any], firsts: list[str]) -> list[int]:
+    """GNFF's hidden width at each level."""
+    return [_shape(state, f"{b}.transformer.ffn.dw3.weight", "GNFF's 3×3 branch")[0] for b in firsts]
+
+
+def _read_fusion(state: Mapping[str, Any]) -> str:
+    """``"hgu"`` when the hybrid gated units are there (one per decoder level), ``"add"`` when none is."""
+    if not any(k.startswith("fusions.") for k in state):
+        return "add"  # the ablation has no fusion weights
+    for j in range(LEVELS - 1):
+        if f"fusions.{j}.spatial_gate.weight" not in state:
+            raise ValueError(
+                f"{_NAME}: the state dict has hybrid gated units but not 'fusions.{j}' "
+                "(one per decoder level)"
+            )
+    return "hgu"
+
+
+def _comparable(key: str, value: Any) -> Any:
+    if key in ("depths", "num_heads") and isinstance(value, int) and not isinstance(value, bool):
+        return [value] * LEVELS  # the int shorthand
+    return _normalise(value)
+
+
+def _check_agreement(known: Mapping[str, Any], inferred: Mapping[str, Any]) -> None:
+    """Settings given in ``config`` that the weights also determine must say the same."""
+    for key, value in known.items():
+        if key in inferred and key != "expansion" and _comparable(key, value) != _normalise(inferred[key]):
+            raise ValueError(
+                f"{_NAME}: the given config says {key}={value!r} but the weights say {key}={inferred[key]!r}"
+            )
+
+
+def infer_config(state: Mapping[str, Any], *, config: Mapping[str, Any] | None = None) -> CLGINetConfig:
     """Read a :class:`~clg_layers.CLGINet` configuration from a state dict's keys and shapes.
 
     See the module docstring for what is inferred and what is not. The result
@@ -237,232 +359,75 @@ def infer_config(state: Mapping[str, Any], *, config: Mapping[str, Any] | None =
         state: A CLG-INet state dict (wrappers and ``module.`` prefixes allowed),
             in either DBPA key layout.
         config: Known settings, typically the ``clg_layers.config`` metadata of
-            a checkpoint written by :func:`~clg_layers.save_checkpoint`.
+            a checkpoint written by :func:`~clg_layers.save_checkpoint` (a dict
+            or a :class:`~clg_layers.CLGINetConfig`).
 
     Returns:
-        Keyword arguments for :class:`~clg_layers.CLGINet`.
+        The :class:`~clg_layers.CLGINetConfig` (``CLGINet(cfg)`` builds the network).
 
     Raises:
         ValueError: If the state dict is not CLG-INet's (missing stages or
-            keys, shapes that no configuration produces) or disagrees with
-            ``config``; the message names the keys involved.
+            keys, shapes that no configuration produces), disagrees with
+            ``config``, or adds up to an invalid configuration; the message
+            names the keys involved.
     """
     state = _plain(state)
     known = dict(config or {})
-    embed = _shape(state, "embed.weight", "the input embedding")
-    head = _shape(state, "head.weight", "the output convolution")
-    if len(embed) != 4 or len(head) != 4 or head[1] != embed[0]:
-        raise ValueError(
-            f"{_NAME}: 'embed.weight' {embed} and 'head.weight' {head} must be (dim, in_chans, 3, 3) and "
-            "(out_chans, dim, 3, 3) with the same dim"
-        )
-    dim, in_chans, out_chans = embed[0], embed[1], head[0]
-    widths = tuple(dim * 2**level for level in range(_LEVELS))
-
-    encoder_levels = _levels(state, "encoders")
-    decoder_levels = _levels(state, "decoders")
-    if encoder_levels != list(range(_LEVELS - 1)) or decoder_levels != list(range(_LEVELS - 1)):
-        raise ValueError(
-            f"{_NAME}: CLG-INet has encoder and decoder levels [0, 1, 2]; the state dict has encoders "
-            f"{encoder_levels} and decoders {decoder_levels}"
-        )
-    depths = [_blocks(state, f"encoders.{level}") for level in range(_LEVELS - 1)]
-    depths.append(_blocks(state, "bottleneck"))
-    for j in range(_LEVELS - 1):
-        level = _LEVELS - 2 - j  # decoders run deepest first
-        n = _blocks(state, f"decoders.{j}")
-        if n != depths[level]:
-            raise ValueError(
-                f"{_NAME}: decoder stage 'decoders.{j}' (level {level}) has {n} blocks but its encoder stage "
-                f"'encoders.{level}' has {depths[level]}; CLG-INet repeats each encoder depth in the decoder"
-            )
-    if not depths[-1]:
-        raise ValueError(f"{_NAME}: the state dict has no 'bottleneck' blocks; CLG-INet has at least one")
-    refinement_depth = _blocks(state, "refinement")
-
-    firsts = [f"encoders.{level}.0" for level in range(_LEVELS - 1)] + ["bottleneck.0"]
-    heads, kernels, hidden = [], set(), []
-    spatial, channel = _branches(state, firsts[0])
-    raw_branches = (spatial, channel)
-    if known.get("attn_fusion") == "sum" and channel and not spatial:
-        spatial = True  # "sum" has no gate: its weights are those of a channel-only model
-    for level, block in enumerate(firsts):
-        width = _shape(state, f"{block}.cnn1.scale.gamma", "the CNN layer's scale")[0]
-        if width != widths[level]:
-            raise ValueError(
-                f"{_NAME}: level {level} blocks ({block!r}) are {width} channels wide, but with dim={dim} "
-                f"(from 'embed.weight') level {level} of CLG-INet is {widths[level]} wide"
-            )
-        if _branches(state, block) != raw_branches:
-            raise ValueError(f"{_NAME}: DBPA's branches differ between 'encoders.0.0' and {block!r}")
-        attn = f"{block}.transformer.attn."
-        if channel:
-            heads.append(_shape(state, attn + "temperature", "DBPA's channel branch")[0])
-        dw = attn + ("qkv_dw.weight" if attn + "qkv_dw.weight" in state else "q_dw.weight")
-        kernels.add(_shape(state, dw, "DBPA's depthwise q/k/v convolution")[-1])
-        hidden.append(_shape(state, f"{block}.transformer.ffn.dw3.weight", "GNFF's 3×3 branch")[0])
-    if len(kernels) != 1:
-        raise ValueError(f"{_NAME}: DBPA's depthwise kernel differs between levels: {sorted(kernels)}")
-
+    dim, in_chans, out_chans = _read_channels(state)
+    widths = tuple(dim * 2**level for level in range(LEVELS))
+    depths, refinement_depth = _read_depths(state)
+    firsts = [f"encoders.{level}.0" for level in range(LEVELS - 1)] + ["bottleneck.0"]
+    _check_widths(state, firsts, widths)
+    attention = _read_attention(state, firsts, known)
     inferred: dict[str, Any] = dict(
         in_chans=in_chans,
         out_chans=out_chans,
         dim=dim,
         depths=depths,
-        kernel_size=kernels.pop(),
-        expansion=_expansion(hidden, widths, known.get("expansion")),
+        kernel_size=_read_kernel(state, firsts),
+        expansion=_expansion(_read_hidden(state, firsts), widths, known.get("expansion")),
         refinement_depth=refinement_depth,
         cnn_groups=_cnn_groups(state, widths, firsts),
         coupling="concat" if f"{firsts[0]}.fuse.weight" in state else "none",
+        fusion=_read_fusion(state),
+        **attention,
     )
-    # The hybrid gated units exist only with fusion="hgu"; "add" (the ablation) has no fusion weights.
-    if any(k.startswith("fusions.") for k in state):
-        for j in range(_LEVELS - 1):
-            if f"fusions.{j}.spatial_gate.weight" not in state:
-                raise ValueError(
-                    f"{_NAME}: the state dict has hybrid gated units but not 'fusions.{j}' (one per decoder level)"
-                )
-    else:
-        inferred["fusion"] = "add"
-    if channel:
+    heads = _read_heads(state, firsts, attention["channel"])
+    if heads is not None:
         inferred["num_heads"] = heads
-    elif "num_heads" in known:  # spatial-only: the heads leave no trace in the weights
-        inferred["num_heads"] = _normalise(known["num_heads"])
-
-    accepted = inspect.signature(CLGINet).parameters
-    if raw_branches == (True, True):
-        inferred["attn_fusion"] = "gate"  # the gate's weights are there
-    elif spatial and channel:
-        inferred["attn_fusion"] = "sum"
-    if not (spatial and channel):
-        which = "spatial" if spatial else "channel"
-        if "spatial" not in accepted or "channel" not in accepted:
-            raise ValueError(
-                f"{_NAME}: the state dict's DBPA has only the {which} branch ('temperature'/'gate' "
-                "parameters), but this version of CLGINet always builds both"
-            )
-        inferred.update(spatial=spatial, channel=channel)
-
-    for key, value in known.items():
-        if key in inferred and key != "expansion" and _normalise(value) != inferred[key]:
-            raise ValueError(
-                f"{_NAME}: the given config says {key}={value!r} but the weights say {key}={inferred[key]!r}"
-            )
-    result = {k: _normalise(v) for k, v in known.items() if k not in inferred}
-    result.update(inferred)
-    if "global_residual" not in result and in_chans != out_chans:
-        result["global_residual"] = False
-    return result
+    _check_agreement(known, inferred)
+    merged = {**known, **inferred}
+    if "global_residual" not in merged and in_chans != out_chans:
+        merged["global_residual"] = False  # the only value such a network allows
+    try:
+        return CLGINetConfig.from_dict(merged)
+    except (TypeError, ValueError) as err:
+        shown = {k: _normalise(v) for k, v in merged.items()}
+        raise ValueError(
+            f"{_NAME}: the inferred configuration {shown} is not a valid CLGINet: {err}"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------------
-# DBPA key layouts
+# Loading
 # --------------------------------------------------------------------------------------------------
-
-
-_LINEAR = (
-    ".attn.proj.weight",
-    ".ffn.fc1.weight",
-    ".ffn.fc2.weight",
-)  # 1×1 conv (out, in, 1, 1) ↔ linear (out, in)
-
-
-def _split_layout(
-    state: dict[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]] | None = None
-) -> dict[str, torch.Tensor]:
-    """Fused ``attn.qkv``/``attn.qkv_dw`` → separate ``q``/``k``/``v`` modules; 1×1 convs → linear.
-
-    Uses the library's ``migrate_state_dict`` where this clg-layers has it.
-    Otherwise GNFF's ``fc1`` becomes ``fc1_a``/``fc1_b`` if ``expected`` (the
-    target model's keys and shapes) has those, and a linear ``fc1`` if not.
-    """
-    migrate = getattr(_checkpoint, "migrate_state_dict", None)
-    if migrate is not None:
-        if expected is not None and "expected" in inspect.signature(migrate).parameters:
-            return dict(migrate(state, expected=expected)[0])
-        return dict(migrate(state)[0])
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        head, sep, tail = key.rpartition(".attn.")
-        ffn_head, ffn_sep, ffn_tail = key.rpartition(".ffn.")
-        if sep and tail in ("qkv.weight", "qkv.bias", "qkv_dw.weight", "qkv_dw.bias"):
-            name, kind = tail.split(".")
-            suffix = "_dw" if name == "qkv_dw" else ""
-            for part, piece in zip("qkv", value.chunk(3)):
-                out[f"{head}.attn.{part}{suffix}.{kind}"] = (
-                    piece.flatten(1) if kind == "weight" and not suffix else piece
-                )
-        elif (
-            ffn_sep
-            and ffn_tail in ("fc1.weight", "fc1.bias")
-            and f"{ffn_head}.ffn.fc1_a.weight" in (expected or {})
-        ):
-            kind = ffn_tail.split(".")[1]
-            for part, piece in zip(("fc1_a", "fc1_b"), value.chunk(2)):
-                out[f"{ffn_head}.ffn.{part}.{kind}"] = piece.flatten(1) if kind == "weight" else piece
-        elif key.endswith(_LINEAR) and value.ndim == 4:
-            out[key] = value.flatten(1)
-        else:
-            out[key] = value
-    return out
-
-
-def _fuse(state: dict[str, torch.Tensor], key: str, companions: list[str]) -> torch.Tensor:
-    parts = [state.get(k) for k in companions]
-    if any(p is None for p in parts):
-        missing = [k for k, p in zip(companions, parts) if p is None]
-        raise ValueError(f"{_NAME}: {key!r} comes without {missing}")
-    return torch.cat(parts)  # type: ignore[arg-type]
-
-
-def _fused_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Split ``q``/``k``/``v``, ``fc1_a``/``fc1_b`` → fused ``qkv``, ``qkv_dw``, ``fc1``; linear → 1×1."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        head, sep, tail = key.rpartition(".attn.")
-        name, _, kind = tail.partition(".")
-        ffn_head, ffn_sep, ffn_tail = key.rpartition(".ffn.")
-        ffn_name, _, ffn_kind = ffn_tail.partition(".")
-        if sep and name in ("q", "k", "v", "q_dw", "k_dw", "v_dw") and kind in ("weight", "bias"):
-            suffix = "_dw" if name.endswith("_dw") else ""
-            if name[0] == "q":
-                fused = _fuse(state, key, [f"{head}.attn.{p}{suffix}.{kind}" for p in "qkv"])
-                out[f"{head}.attn.qkv{suffix}.{kind}"] = (
-                    fused[:, :, None, None] if kind == "weight" and not suffix else fused
-                )
-        elif ffn_sep and ffn_name in ("fc1_a", "fc1_b") and ffn_kind in ("weight", "bias"):
-            if ffn_name == "fc1_a":
-                fused = _fuse(state, key, [f"{ffn_head}.ffn.{p}.{ffn_kind}" for p in ("fc1_a", "fc1_b")])
-                out[f"{ffn_head}.ffn.fc1.{ffn_kind}"] = (
-                    fused[:, :, None, None] if ffn_kind == "weight" else fused
-                )
-        elif key.endswith(_LINEAR) and value.ndim == 2:
-            out[key] = value[:, :, None, None]
-        else:
-            out[key] = value
-    return out
 
 
 def prepare_state_dict(state: Mapping[str, Any], model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Unwrap, strip prefixes and convert DBPA's (and GNFF's) key layout to the one ``model`` uses.
+    """Unwrap, strip prefixes and migrate the 0.2.0 key layout to the one ``model`` uses.
+
+    The migration is :func:`~clg_layers.migrate_state_dict`'s, checked against
+    ``model``'s keys and shapes.
 
     Args:
         state: A CLG-INet state dict in either layout (wrappers and prefixes allowed).
         model: The :class:`~clg_layers.CLGINet` it is meant for.
 
     Returns:
-        A new dict (the tensors are shared, reshaped views or concatenations).
+        A new dict (the tensors are shared, or reshaped views and slices).
     """
-    plain = _plain(state)
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    wants_fused = any(k.endswith("." + _FUSED) for k in own)
-    has_fused = any(k.endswith("." + _FUSED) for k in plain)
-    has_split = any(k.endswith("." + _SPLIT) for k in plain)
-    if has_fused and not wants_fused:
-        return _split_layout(plain, own)
-    if has_split and wants_fused:
-        return _fused_layout(plain)
-    return plain
+    return migrate_state_dict(_plain(state), expected=own)[0]
 
 
 def load_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], context: str) -> None:
@@ -519,10 +484,7 @@ def model_from_state_dict(
             unexpected or mismatched key.
     """
     cfg = infer_config(state, config=config)
-    try:
-        model = CLGINet(**cfg)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{_NAME}: the inferred configuration {cfg} is not a valid CLGINet: {err}") from None
+    model = CLGINet(cfg)
     prepared = prepare_state_dict(state, model)
     load_strict(
         model,
@@ -533,14 +495,9 @@ def model_from_state_dict(
     return model.eval(), prepared
 
 
-def _zoo_name(cfg: Mapping[str, Any]) -> str | None:
-    """The zoo variant whose defaults ``cfg`` matches in every inferable setting, if any."""
-    defaults = inspect.signature(CLGINet).parameters
-    for name, variant in _VARIANTS.items():
-        full = {k: _normalise(variant.get(k, p.default)) for k, p in defaults.items()}
-        full["out_chans"] = full["out_chans"] if full["out_chans"] is not None else full["in_chans"]
-        heads = full["num_heads"]
-        full["num_heads"] = heads if isinstance(heads, list) else [heads] * _LEVELS
-        if all(_normalise(cfg.get(k, full[k])) == full[k] for k in full if k != "drop_path_rate"):
+def _zoo_name(cfg: CLGINetConfig) -> str | None:
+    """The zoo variant ``cfg`` is, in every setting but the drop-path rate, if any."""
+    for name, variant in VARIANTS.items():
+        if variant.config.replace(drop_path_rate=cfg.drop_path_rate) == cfg:
             return name
     return None

@@ -7,13 +7,12 @@ imports ``huggingface_hub`` until a repository is actually fetched or pushed
 (install it with the ``hub`` extra: ``pip install "clg-layers[hub]"``).
 
 Loading runs no code from the files: ``config.json`` is parsed as JSON, and
-only as the keyword arguments of :class:`~clg_layers.CLGINet`; the weights are
-safetensors.
+its ``config`` only as a :class:`~clg_layers.CLGINetConfig`
+(:meth:`~clg_layers.CLGINetConfig.from_dict`); the weights are safetensors.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import tempfile
@@ -24,9 +23,11 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from .._version import __version__
 from ..integrations.detect import load_strict, prepare_state_dict
 from ..models.checkpoint import save_checkpoint
 from ..models.clginet import CLGINet
+from ..models.config import CLGINetConfig
 from ..models.info import count_macs
 
 __all__ = [
@@ -56,12 +57,6 @@ _CITATION = """@inproceedings{jiang2023clginet,
   year      = {2023},
   doi       = {10.1145/3581783.3612251}
 }"""
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 def _check_model(fn: str, model: object) -> CLGINet:
@@ -101,13 +96,13 @@ def _card(
         f"# {name}",
         "",
         "A CLG-INet image-restoration network (Jiang et al., ACM Multimedia 2023),",
-        f"saved with clg-layers {_version()}.",
+        f"saved with clg-layers {__version__}.",
         "",
         "## Architecture",
         "",
         "| setting | value |",
         "| --- | --- |",
-        *(f"| `{k}` | `{_yaml(v)}` |" for k, v in cfg.items()),
+        *(f"| `{k}` | `{_yaml(v)}` |" for k, v in cfg.to_dict().items()),
         "",
         f"- Parameters: {params:,} ({params / 1e6:.2f} M)",
         f"- MACs for one 1×{model.in_chans}×256×256 image: {macs / 1e9:.2f} G",
@@ -208,10 +203,10 @@ def save_pretrained(
     config = {
         "format_version": FORMAT_VERSION,
         "library": _LIBRARY,
-        "library_version": _version(),
+        "library_version": __version__,
         "architecture": "CLGINet",
         "model_name": model.model_name,
-        "config": model.config,
+        "config": model.config.to_dict(),
     }
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     save_checkpoint(model, directory / WEIGHTS_NAME)
@@ -244,13 +239,13 @@ def _read_config(path: Path) -> tuple[str | None, dict[str, Any]]:
     if version > FORMAT_VERSION:
         raise ValueError(
             f"{fn}: {str(path)!r} has format_version {version}, written by clg-layers "
-            f"{raw.get('library_version', '?')}; this clg-layers ({_version()}) reads format_version "
+            f"{raw.get('library_version', '?')}; this clg-layers ({__version__}) reads format_version "
             f"<= {FORMAT_VERSION}: upgrade clg-layers"
         )
     unknown = sorted(set(raw) - set(_CONFIG_KEYS))
     if unknown:
         raise ValueError(
-            f"{fn}: {str(path)!r} has keys this clg-layers ({_version()}) does not understand: {unknown} "
+            f"{fn}: {str(path)!r} has keys this clg-layers ({__version__}) does not understand: {unknown} "
             f"(known: {list(_CONFIG_KEYS)}; written by clg-layers {raw.get('library_version', '?')})"
         )
     if raw.get("library") != _LIBRARY or raw.get("architecture") != "CLGINet":
@@ -263,11 +258,10 @@ def _read_config(path: Path) -> tuple[str | None, dict[str, Any]]:
         raise ValueError(f"{fn}: {str(path)!r}: `config` must be a JSON object, got {type(config).__name__}")
     if name is not None and not isinstance(name, str):
         raise ValueError(f"{fn}: {str(path)!r}: `model_name` must be a string or null, got {name!r}")
-    accepted = set(inspect.signature(CLGINet).parameters)
-    unknown = sorted(set(config) - accepted)
+    unknown = sorted(set(config) - set(CLGINetConfig.field_names()))
     if unknown:
         raise ValueError(
-            f"{fn}: {str(path)!r} has config keys CLGINet in this clg-layers ({_version()}) does not "
+            f"{fn}: {str(path)!r} has config keys CLGINet in this clg-layers ({__version__}) does not "
             f"understand: {unknown} (written by clg-layers {raw.get('library_version', '?')})"
         )
     return name, config
@@ -284,7 +278,7 @@ def _load_directory(directory: Path) -> CLGINet:
             )
     name, config = _read_config(config_path)
     try:
-        model = CLGINet(**config)
+        model = CLGINet(CLGINetConfig.from_dict(config))
     except (TypeError, ValueError) as err:
         raise ValueError(
             f"{fn}: {str(config_path)!r} holds an invalid CLGINet configuration: {err}"
@@ -373,7 +367,7 @@ def from_pretrained(
             token=token,
             allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME],
             library_name=_LIBRARY,
-            library_version=_version(),
+            library_version=__version__,
         )
     except Exception as err:  # the Hub's many error types become one clear message
         raise OSError(

@@ -97,7 +97,7 @@ class CLGINetArch(Architecture[CLGINet]):
         """
         model, prepared = model_from_state_dict(state_dict, config=config)
         cfg = model.config
-        tags = [f"{cfg['dim']}dim", f"depths={'-'.join(map(str, cfg['depths']))}"]
+        tags = [f"{cfg.dim}dim", f"depths={'-'.join(map(str, cfg.depths))}"]
         if model.model_name:
             tags.insert(0, model.model_name)
         return ImageModelDescriptor(

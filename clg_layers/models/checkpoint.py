@@ -20,6 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_model
 from torch import nn
 
+from .config import CLGINetConfig
+
 __all__ = ["LoadReport", "load_checkpoint", "migrate_state_dict", "read_checkpoint_config", "save_checkpoint"]
 
 #: Keys under which training frameworks nest the weights, in order of preference
@@ -293,6 +295,17 @@ def read_checkpoint_config(path: str | Path) -> tuple[str | None, dict[str, Any]
     return meta.get(_META_NAME), config
 
 
+def model_config_dict(model: nn.Module) -> dict[str, Any] | None:
+    """``model.config`` as a JSON-safe dict: a :class:`~clg_layers.CLGINetConfig`'s ``to_dict()``,
+    a copy of a plain dict (a registered model of another kind), or ``None``."""
+    config = getattr(model, "config", None)
+    if isinstance(config, CLGINetConfig):
+        return config.to_dict()
+    if isinstance(config, dict):
+        return dict(config)
+    return None
+
+
 def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
     """Write ``model``'s weights as safetensors, with its zoo name and config as metadata.
 
@@ -301,7 +314,8 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
 
     Args:
         model: The module to save; a model from :func:`~clg_layers.build`
-            carries its name and config.
+            carries its name and config (a :class:`~clg_layers.CLGINetConfig`,
+            stored as its :meth:`~clg_layers.CLGINetConfig.to_dict` JSON).
         path: Destination; must end in ``.safetensors``.
 
     Returns:
@@ -316,8 +330,8 @@ def save_checkpoint(model: nn.Module, path: str | Path) -> Path:
     name = getattr(model, "model_name", None)
     if name:
         metadata[_META_NAME] = str(name)
-    config = getattr(model, "config", None)
-    if isinstance(config, dict):
+    config = model_config_dict(model)
+    if config is not None:
         metadata[_META_CONFIG] = json.dumps(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, str(path), metadata=metadata, force_contiguous=True)

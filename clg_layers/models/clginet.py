@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import torch
 import torch.fx
@@ -11,30 +12,38 @@ import torch.nn.functional as F
 from timm.models import checkpoint_seq
 from torch import nn
 
-from ..layers import COUPLING_MODES, DBPA_FUSIONS, BlockConfig, CouplingBlock, HybridGatedUnit
-from ..layers._checks import check_bool, check_choice, check_input, check_int, check_positive_float
+from ..layers import CouplingBlock, HybridGatedUnit
+from ..layers._checks import check_bool, check_input
 from ..layers._shapes import crop, known_zero, restore_format, to_channels_last
+from .config import FUSION_MODES, LEVELS, CLGINetConfig
 from .registry import register_model
 
-__all__ = ["CLGINet", "FUSION_MODES", "clginet_base", "clginet_small", "clginet_tiny"]
+__all__ = ["FUSION_MODES", "VARIANTS", "CLGINet", "Variant", "clginet_base", "clginet_small", "clginet_tiny"]
 
-#: Accepted values of ``CLGINet(fusion=...)``.
-FUSION_MODES: tuple[str, ...] = ("hgu", "add")
-
-_LEVELS = 4  # three encoder levels and the bottleneck
+_LEVELS = LEVELS  # three encoder levels and the bottleneck
 _SIZE_MULTIPLE = 2 ** (_LEVELS - 1)  # what three 2× downsamplings need
 _MIN_BOTTLENECK = 2  # the smallest bottleneck side, in pixels (inputs are padded up to 16×16)
 
 
-def _per_level(owner: str, name: str, value: int | Sequence[int], count: int) -> tuple[int, ...]:
-    """Expand an int to ``count`` copies, or check that a sequence has ``count`` positive ints."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,) * count
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise TypeError(f"{owner}: `{name}` must be an int or a sequence of {count} ints, got {value!r}")
-    if len(value) != count:
-        raise ValueError(f"{owner}: `{name}` must have {count} entries (one per level), got {len(value)}")
-    return tuple(check_int(owner, f"{name}[{i}]", v) for i, v in enumerate(value))
+def _resolve_config(config: CLGINetConfig | None, overrides: dict[str, Any]) -> CLGINetConfig:
+    """``config`` (or the defaults) with ``overrides`` applied; errors name CLGINet."""
+    if config is not None and not isinstance(config, CLGINetConfig):
+        hint = " (for a dict: CLGINetConfig.from_dict(d))" if isinstance(config, Mapping) else ""
+        raise TypeError(
+            f"CLGINet: `config` must be a CLGINetConfig or None, got {type(config).__name__}{hint}"
+        )
+    try:
+        if config is None:
+            unknown = sorted(set(overrides) - set(CLGINetConfig.field_names()))
+            if unknown:
+                raise TypeError(
+                    f"CLGINetConfig: unknown option(s) {unknown}; known: {list(CLGINetConfig.field_names())}"
+                )
+            return CLGINetConfig(**overrides)
+        return config.replace(**overrides) if overrides else config
+    except (TypeError, ValueError) as err:
+        # The message names the class the user called, not the config behind it.
+        raise type(err)(str(err).replace("CLGINetConfig:", "CLGINet:", 1)) from None
 
 
 def _mirror_index(n: int | torch.SymInt, pad: int | torch.SymInt, device: torch.device) -> torch.Tensor:
@@ -139,7 +148,15 @@ class CLGINet(nn.Module):
     (on natural images about 10⁻² in mean absolute value; see "How branches
     start" in the design notes).
 
+    Build it from a :class:`~clg_layers.CLGINetConfig` (``CLGINet(cfg)``), from
+    keyword options (``CLGINet(dim=16)``), or both (``CLGINet(cfg, in_chans=1)``:
+    the keywords replace the config's fields). The options are validated by
+    :class:`~clg_layers.CLGINetConfig`; the errors name ``CLGINet``.
+    ``model.config`` is the resulting :class:`~clg_layers.CLGINetConfig`.
+
     Args:
+        config: The configuration; ``None`` for the defaults.
+        **overrides: Options that replace ``config``'s, listed below.
         in_chans: Channels of the input image (1 for grayscale, 3 for RGB, ...).
         out_chans: Channels of the output; ``None`` means ``in_chans``.
         dim: Width ``C`` of the first level.
@@ -180,125 +197,37 @@ class CLGINet(nn.Module):
     #: The zoo name this model was built under (set by :func:`~clg_layers.build`).
     model_name: str | None = None
 
-    def __init__(
-        self,
-        *,
-        in_chans: int = 3,
-        out_chans: int | None = None,
-        dim: int = 48,
-        depths: Sequence[int] = (1, 2, 2, 3),
-        num_heads: int | Sequence[int] = (1, 2, 4, 8),
-        window_size: int = 8,
-        kernel_size: int = 7,
-        expansion: float = 2.66,
-        refinement_depth: int = 1,
-        drop_path_rate: float = 0.0,
-        global_residual: bool = True,
-        cnn_groups: int = 1,
-        coupling: str = "concat",
-        fusion: str = "hgu",
-        spatial: bool = True,
-        channel: bool = True,
-        attn_fusion: str = "gate",
-    ) -> None:
+    def __init__(self, config: CLGINetConfig | None = None, **overrides: Any) -> None:
         super().__init__()
-        owner = "CLGINet"
-        self.in_chans = check_int(owner, "in_chans", in_chans)
-        self.out_chans = self.in_chans if out_chans is None else check_int(owner, "out_chans", out_chans)
-        dim = check_int(owner, "dim", dim)
-        depths = _per_level(owner, "depths", depths, _LEVELS)
-        heads = _per_level(owner, "num_heads", num_heads, _LEVELS)
-        refinement_depth = check_int(owner, "refinement_depth", refinement_depth, minimum=0)
-        drop_path_rate = check_positive_float(owner, "drop_path_rate", drop_path_rate, allow_zero=True)
-        if drop_path_rate >= 1.0:
-            raise ValueError(f"{owner}: `drop_path_rate` must be in [0, 1), got {drop_path_rate}")
-        self.global_residual = check_bool(owner, "global_residual", global_residual)
-        if global_residual and self.in_chans != self.out_chans:
-            raise ValueError(
-                f"{owner}: `global_residual=True` needs in_chans == out_chans, "
-                f"got in_chans={self.in_chans}, out_chans={self.out_chans}"
-            )
-        cnn_groups = check_int(owner, "cnn_groups", cnn_groups, minimum=0)
-        # Checked here too, not only inside the blocks: errors then name CLGINet, and `config`
-        # holds plain int/float/str (a numpy int64 or a Fraction would break save_checkpoint's JSON).
-        window_size = check_int(owner, "window_size", window_size)
-        kernel_size = check_int(owner, "kernel_size", kernel_size, odd=True)
-        expansion = check_positive_float(owner, "expansion", expansion)
-        coupling = str(check_choice(owner, "coupling", coupling, COUPLING_MODES))
-        fusion = str(check_choice(owner, "fusion", fusion, FUSION_MODES))
-        spatial = check_bool(owner, "spatial", spatial)
-        channel = check_bool(owner, "channel", channel)
-        attn_fusion = str(check_choice(owner, "attn_fusion", attn_fusion, DBPA_FUSIONS))
-        if not (spatial or channel):
-            raise ValueError(f"{owner}: at least one of `spatial` and `channel` must be True, got both False")
-        if dim % 2:
-            raise ValueError(f"{owner}: `dim` must be even (downsampling halves it before PixelUnshuffle), got {dim}")
-        widths = tuple(dim * 2**level for level in range(_LEVELS))
-        for level, (w, h) in enumerate(zip(widths, heads)):
-            if w % h:
-                raise ValueError(
-                    f"{owner}: level {level} has width {w}, which `num_heads[{level}]` ({h}) does not divide"
-                )
-            if cnn_groups and w % cnn_groups:
-                raise ValueError(f"{owner}: `cnn_groups` ({cnn_groups}) must divide every level width {widths}")
-        self.config: dict[str, Any] = dict(
-            in_chans=self.in_chans,
-            out_chans=self.out_chans,
-            dim=dim,
-            depths=list(depths),
-            num_heads=list(heads),
-            window_size=window_size,
-            kernel_size=kernel_size,
-            expansion=expansion,
-            refinement_depth=refinement_depth,
-            drop_path_rate=drop_path_rate,
-            global_residual=global_residual,
-            cnn_groups=cnn_groups,
-            coupling=coupling,
-            fusion=fusion,
-            spatial=spatial,
-            channel=channel,
-            attn_fusion=attn_fusion,
-        )
+        self.config: CLGINetConfig = _resolve_config(config, overrides)
+        cfg = self.config
+        self.in_chans, self.out_chans, self.global_residual = cfg.in_chans, cfg.out_chans, cfg.global_residual
         self.grad_checkpointing = False
 
-        n_blocks = 2 * sum(depths[:-1]) + depths[-1] + refinement_depth
-        rates = iter([drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)])
-
-        block = BlockConfig(
-            window_size=window_size,
-            kernel_size=kernel_size,
-            expansion=expansion,
-            coupling=coupling,
-            cnn_groups=cnn_groups,
-            spatial=spatial,
-            channel=channel,
-            attn_fusion=attn_fusion,
-        )
+        widths, rates = cfg.widths, iter(cfg.drop_path_rates())
 
         def stage(level: int, depth: int) -> nn.Sequential:
-            cfg = block.replace(num_heads=heads[level])
             return nn.Sequential(
-                *(CouplingBlock(widths[level], cfg.replace(drop_path=next(rates))) for _ in range(depth))
+                *(CouplingBlock(widths[level], cfg.block_config(level, next(rates))) for _ in range(depth))
             )
 
-        self.embed = nn.Conv2d(self.in_chans, dim, 3, padding=1)
-        self.encoders = nn.ModuleList(stage(level, depths[level]) for level in range(_LEVELS - 1))
+        self.embed = nn.Conv2d(cfg.in_chans, cfg.dim, 3, padding=1)
+        self.encoders = nn.ModuleList(stage(level, cfg.depths[level]) for level in range(_LEVELS - 1))
         self.downs = nn.ModuleList(_Downsample(widths[level]) for level in range(_LEVELS - 1))
-        self.bottleneck = stage(_LEVELS - 1, depths[-1])
+        self.bottleneck = stage(_LEVELS - 1, cfg.depths[-1])
         # Decoder modules are listed deepest first, in the order they run.
         decoder_levels = range(_LEVELS - 2, -1, -1)
         self.ups = nn.ModuleList(_Upsample(widths[level + 1]) for level in decoder_levels)
         # fusion="add" builds no fusion modules at all (no parameter without a gradient).
         self.fusions: nn.ModuleList | None = None
-        if fusion == "hgu":
+        if cfg.fusion == "hgu":
             self.fusions = nn.ModuleList(
                 HybridGatedUnit([widths[level], *widths[: _LEVELS - 1]], widths[level]) for level in decoder_levels
             )
-        self.decoders = nn.ModuleList(stage(level, depths[level]) for level in decoder_levels)
-        self.refinement = stage(0, refinement_depth)
+        self.decoders = nn.ModuleList(stage(level, cfg.depths[level]) for level in decoder_levels)
+        self.refinement = stage(0, cfg.refinement_depth)
         # Default init, not zero: a zero head would block every gradient at the first step.
-        self.head = nn.Conv2d(dim, self.out_chans, 3, padding=1)
+        self.head = nn.Conv2d(cfg.dim, cfg.out_chans, 3, padding=1)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each coupling block's activations in the backward pass instead of storing them.
@@ -345,41 +274,56 @@ class CLGINet(nn.Module):
         return restore_format(out, x)
 
     def extra_repr(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.config.items())
+        return ", ".join(f"{k}={v}" for k, v in self.config.to_dict().items())
 
 
 # --------------------------------------------------------------------------------------------------
-# Variants. Each is a tiny entry function; user overrides replace its defaults.
+# Variants: the one table the zoo (build), timm's and torch.hub's entry points are generated from.
 # Parameter and MAC counts (at 1×3×256×256) are pinned in tests/test_zoo.py and listed in the docs.
 # --------------------------------------------------------------------------------------------------
 
-_VARIANTS: dict[str, dict[str, Any]] = {
-    # ≈1.3 M params, 5.9 G MACs: depthwise-separable CNN layers and a lighter GNFF so it trains fast on a CPU.
-    "clginet-tiny": dict(dim=16, depths=(1, 1, 1, 2), num_heads=(1, 1, 2, 4), expansion=2.0, cnn_groups=0),
-    # ≈6.2 M params, 23 G MACs: base's shape at half its width.
-    "clginet-small": dict(dim=24, depths=(1, 1, 1, 2), num_heads=(1, 2, 4, 8)),
-    # The paper's model: 24.3 M params (paper: 24.7 M), 86.7 G MACs (0.62× Restormer's 140.99 G).
-    "clginet-base": dict(dim=48, depths=(1, 1, 1, 2), num_heads=(1, 2, 4, 8)),
+
+class Variant(NamedTuple):
+    """A zoo variant: its configuration and a one-line description for docstrings and listings."""
+
+    config: CLGINetConfig
+    description: str
+
+
+_VARIANTS: dict[str, Variant] = {
+    # 5.9 G MACs: depthwise-separable CNN layers and a lighter GNFF so it trains fast on a CPU.
+    "clginet-tiny": Variant(
+        CLGINetConfig(dim=16, depths=(1, 1, 1, 2), num_heads=(1, 1, 2, 4), expansion=2.0, cnn_groups=0),
+        "CPU demos, tests and quick experiments (≈1.3 M params)",
+    ),
+    # 23 G MACs.
+    "clginet-small": Variant(
+        CLGINetConfig(dim=24, depths=(1, 1, 1, 2), num_heads=(1, 2, 4, 8)),
+        "a lighter research model, base's shape at half its width (≈6.2 M params)",
+    ),
+    # 86.7 G MACs (0.62× Restormer's 140.99 G).
+    "clginet-base": Variant(
+        CLGINetConfig(dim=48, depths=(1, 1, 1, 2), num_heads=(1, 2, 4, 8)),
+        "the paper's model (24.3 M params; Table 3 reports 24.7 M)",
+    ),
 }
 
-
-def _create(variant: str, overrides: dict[str, Any]) -> CLGINet:
-    return CLGINet(**{**_VARIANTS[variant], **overrides})
-
-
-@register_model("clginet-tiny")
-def clginet_tiny(**overrides: Any) -> CLGINet:
-    """``clginet-tiny``: CPU demos, tests and quick experiments (≈1.3 M params)."""
-    return _create("clginet-tiny", overrides)
+#: The zoo variants, name → :class:`Variant` (read-only).
+VARIANTS: Mapping[str, Variant] = MappingProxyType(_VARIANTS)
 
 
-@register_model("clginet-small")
-def clginet_small(**overrides: Any) -> CLGINet:
-    """``clginet-small``: a lighter research model (≈6.2 M params)."""
-    return _create("clginet-small", overrides)
+def _entry(name: str) -> Any:
+    """The zoo builder of variant ``name``: ``CLGINet(variant config, **overrides)``, registered."""
+    variant = _VARIANTS[name]
+
+    def builder(**overrides: Any) -> CLGINet:
+        return CLGINet(variant.config, **overrides)
+
+    builder.__name__ = builder.__qualname__ = name.replace("-", "_")
+    builder.__doc__ = f"``{name}``: {variant.description}; keyword overrides replace its options."
+    return register_model(name)(builder)
 
 
-@register_model("clginet-base")
-def clginet_base(**overrides: Any) -> CLGINet:
-    """``clginet-base``: the paper's model (24.3 M params; Table 3 reports 24.7 M)."""
-    return _create("clginet-base", overrides)
+clginet_tiny = _entry("clginet-tiny")
+clginet_small = _entry("clginet-small")
+clginet_base = _entry("clginet-base")

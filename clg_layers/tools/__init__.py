@@ -1,4 +1,4 @@
-"""Tools around the network: benchmarking, tiled inference on large images, image file I/O.
+"""Tools around the network: benchmarking and tiled inference on large images.
 
 The layers (:mod:`clg_layers.layers`) and the network and zoo
 (:mod:`clg_layers.models`) do not depend on anything here.

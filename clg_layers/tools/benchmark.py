@@ -67,6 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._version import __version__
 from ..layers._checks import check_bool, check_int
 
 try:  # POSIX only
@@ -743,8 +744,6 @@ def benchmark_environment(device: str | torch.device = "cpu") -> dict[str, Any]:
         ``None``) and ``matmul_peak_gmacs`` / ``matmul_peak_dtype`` (``None``
         until a peak is recorded).
     """
-    from .. import __version__
-
     dev = _resolve_device("benchmark_environment", device)
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),

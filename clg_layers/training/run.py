@@ -13,9 +13,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import GaussianNoise, MotionBlur, PairedImageFolder, PatchSchedule, RainStreaks, SyntheticPairs
-from ..data import ValidationPairs, list_images
+from ..data import (
+    GaussianNoise,
+    MotionBlur,
+    PairedImageFolder,
+    PatchSchedule,
+    RainStreaks,
+    SyntheticPairs,
+    ValidationPairs,
+    list_images,
+)
 from ..data.datasets import IMAGE_SUFFIXES
+from ..layers._checks import check_bool, check_choice, check_int, check_positive_float
+from ..models.checkpoint import model_config_dict
+from ..models.config import CLGINetConfig
 
 __all__ = ["PAIR_LAYOUTS", "TASKS", "TRAIN_COMPILE_OPTIONS", "TrainConfig", "TrainResult", "check_resume", "export_weights", "find_pairs",
            "make_degradation", "train"]
@@ -136,40 +147,79 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: unknown option(s) {unknown} in {source}; known: {sorted(known)}")
         return cls(**{str(k).replace("-", "_"): v for k, v in values.items()})
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     def patch_schedule(self) -> PatchSchedule:
         """The :class:`~clg_layers.data.PatchSchedule` from ``schedule`` or ``patch``/``batch``."""
         if self.schedule:
-            return PatchSchedule(tuple(tuple(int(v) for v in s) for s in self.schedule))  # type: ignore[misc]
-        return PatchSchedule.constant(int(self.patch), int(self.batch))
+            if isinstance(self.schedule, (str, bytes)) or not isinstance(self.schedule, Sequence):
+                raise TypeError(f"TrainConfig: `schedule` must be a list of [steps, patch, batch], "
+                                f"got {self.schedule!r}")
+            try:
+                return PatchSchedule(tuple(tuple(s) for s in self.schedule))  # type: ignore[misc]
+            except (TypeError, ValueError) as err:
+                raise type(err)(f"TrainConfig: `schedule`: {err}") from None
+        return PatchSchedule.constant(self.patch, self.batch)
 
     def validate(self) -> None:
-        """Check option types and ranges; raise ``ValueError`` naming the option."""
+        """Check option types and ranges with the layers' checks; errors name the option.
+
+        A YAML file read as YAML 1.1 (PyYAML) gives ``lr: 1.0e6`` as the string ``"1.0e6"``
+        (YAML 1.1 floats need a signed exponent, ``1.0e+6``): it is refused naming ``lr``.
+        """
         who = "TrainConfig"
-        if self.task not in TASKS:
-            raise ValueError(f"{who}: `task` must be one of {TASKS}, got {self.task!r}")
+        check_choice(who, "task", self.task, TASKS)
         if self.max_steps is None and self.max_minutes is None:
             raise ValueError(f"{who}: give `max_steps` or `max_minutes`")
-        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
-            raise ValueError(f"{who}: `max_steps` must be an int >= 1, got {self.max_steps!r}")
-        if self.max_minutes is not None and not self.max_minutes > 0:
-            raise ValueError(f"{who}: `max_minutes` must be > 0, got {self.max_minutes!r}")
-        if self.channels not in (1, 3):
+        for name in ("max_steps", "val_max_side"):
+            if getattr(self, name) is not None:
+                check_int(who, name, getattr(self, name))
+        if self.max_minutes is not None:
+            _real(who, "max_minutes", self.max_minutes)
+        for name in ("num_nodes", "patch", "batch", "log_every"):
+            check_int(who, name, getattr(self, name))
+        counts = ("val_every", "checkpoint_every", "num_workers", "crop_border", "log_images", "warmup_steps")
+        counts += ("seed",)
+        for name in counts:
+            check_int(who, name, getattr(self, name), minimum=0)
+        if check_int(who, "channels", self.channels) not in (1, 3):
             raise ValueError(f"{who}: `channels` must be 1 or 3, got {self.channels!r}")
-        if not isinstance(self.model_args, dict) or not isinstance(self.degradation, dict):
-            raise TypeError(f"{who}: `model_args` and `degradation` must be mappings")
-        for name in ("val_every", "checkpoint_every", "num_workers", "crop_border", "log_images", "warmup_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{who}: `{name}` must be an int >= 0, got {value!r}")
-        if not isinstance(self.log_every, int) or self.log_every < 1:
-            raise ValueError(f"{who}: `log_every` must be an int >= 1, got {self.log_every!r}")
+        _real(who, "lr", self.lr)
+        for name in ("weight_decay", "min_lr_ratio", "grad_clip", "ema_decay"):
+            _real(who, name, getattr(self, name), allow_zero=True)
+        if self.min_lr_ratio > 1:
+            raise ValueError(f"{who}: `min_lr_ratio` must be <= 1, got {self.min_lr_ratio!r}")
+        if self.ema_decay >= 1:
+            raise ValueError(f"{who}: `ema_decay` must be < 1 (0: no EMA), got {self.ema_decay!r}")
         for name in ("compile", "cache", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"{who}: `{name}` must be a bool, got {getattr(self, name)!r}")
-        if self.grad_clip < 0 or not 0 <= self.ema_decay < 1:
-            raise ValueError(f"{who}: need grad_clip >= 0 and 0 <= ema_decay < 1, got {self.grad_clip}, "
-                             f"{self.ema_decay}")
+            check_bool(who, name, getattr(self, name))
+        for name in ("model_args", "degradation"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise TypeError(f"{who}: `{name}` must be a mapping, got {type(value).__name__}")
+        for name in ("model", "accelerator", "out"):
+            if not isinstance(getattr(self, name), (str, os.PathLike)):
+                raise TypeError(f"{who}: `{name}` must be a string, got {type(getattr(self, name)).__name__}")
+        devices = self.devices
+        if isinstance(devices, bool) or (isinstance(devices, int) and devices < 1 and devices != -1):
+            raise ValueError(f"{who}: `devices` must be 'auto', a count >= 1, -1 or a list, got {devices}")
         self.patch_schedule()
+
+
+def _real(who: str, name: str, value: object, *, allow_zero: bool = False) -> float:
+    """:func:`check_positive_float`, with a hint for the YAML 1.1 float that arrives as a string."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            pass
+        else:
+            raise TypeError(
+                f"{who}: `{name}` must be a real number, got str ({value!r}); in YAML write it with a "
+                "decimal point and a signed exponent (e.g. 1.0e-4, not 1e-4) or as a plain decimal"
+            )
+    return check_positive_float(who, name, value, allow_zero=allow_zero)
 
 
 @dataclass
@@ -257,6 +307,16 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _normalised_config(model: nn.Module, saved: Any) -> Any:
+    """A CLGINet's stored config with the defaults filled in (a 0.2 checkpoint lacks the newer keys)."""
+    if isinstance(getattr(model, "config", None), CLGINetConfig) and isinstance(saved, Mapping):
+        try:
+            return CLGINetConfig.from_dict(saved).to_dict()
+        except (TypeError, ValueError):
+            return saved  # reported as a difference below
+    return saved
+
+
 def check_resume(path: str | Path, model: nn.Module, *, task: str | None = None) -> dict[str, Any]:
     """Read a Lightning checkpoint safely and check it was written for this model, config and task.
 
@@ -289,9 +349,9 @@ def check_resume(path: str | Path, model: nn.Module, *, task: str | None = None)
     if hp.get("model_name") != name:
         raise ValueError(f"train: resume checkpoint {str(path)!r} is for model {hp.get('model_name')!r}, "
                          f"not {name!r}")
-    config = getattr(model, "config", None)
-    if _plain(hp.get("model_config")) != _plain(config if isinstance(config, dict) else None):
-        saved, now = _plain(hp.get("model_config")) or {}, _plain(config) or {}
+    saved, now = _plain(_normalised_config(model, hp.get("model_config"))), _plain(model_config_dict(model))
+    if saved != now:
+        saved, now = saved or {}, now or {}
         diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
         raise ValueError(f"train: resume checkpoint {str(path)!r} was trained with another {name} config; "
                          f"differences (checkpoint, now): {diff}")

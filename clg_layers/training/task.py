@@ -16,8 +16,15 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from ..data.datasets import PairedImageFolder, PatchSchedule, RandomPatchBatches, StepSampler, SyntheticPairs
-from ..data.datasets import ValidationPairs
+from ..data.datasets import (
+    PairedImageFolder,
+    PatchSchedule,
+    RandomPatchBatches,
+    StepSampler,
+    SyntheticPairs,
+    ValidationPairs,
+)
+from ..models.checkpoint import model_config_dict
 from .metrics import CHANNELS, prepare_for_metrics
 
 __all__ = ["EMA", "LOSSES", "AtomicCheckpointIO", "RestorationDataModule", "RestorationTask", "restoration_loss"]
@@ -153,9 +160,8 @@ class RestorationTask(L.LightningModule):
             raise ValueError(f"RestorationTask: `metric_channel` must be one of {CHANNELS}, got {metric_channel!r}")
         self.model = model
         self.save_hyperparameters(ignore=["model", "image_dir"])
-        config = getattr(model, "config", None)
         self.hparams["model_name"] = getattr(model, "model_name", None) or type(model).__name__
-        self.hparams["model_config"] = dict(config) if isinstance(config, dict) else None
+        self.hparams["model_config"] = model_config_dict(model)
         self.image_dir = Path(image_dir) if image_dir is not None else None
         self.val_psnr = PeakSignalNoiseRatio(data_range=1.0, dim=(1, 2, 3))  # mean of per-image PSNR
         self.val_ssim = StructuralSimilarityIndexMeasure(data_range=1.0)
@@ -192,7 +198,7 @@ class RestorationTask(L.LightningModule):
             self._write_image(degraded[0], restored[0], clean[0], str(names[0]))
 
     def _write_image(self, degraded: torch.Tensor, restored: torch.Tensor, clean: torch.Tensor, name: str) -> None:
-        from ..tools.io import ImageData, write_image
+        from ..io import ImageData, write_image
 
         strip = torch.cat([t.float().clamp(0, 1).cpu() for t in (degraded, restored, clean)], dim=-1)
         path = self.image_dir / f"step{self.global_step:07d}_{name}.png"
