@@ -392,6 +392,16 @@ def _cnn_bad(owner: str, kernel: str, groups: str) -> dict[str, Callable[[Kwargs
     }
 
 
+def _block_bad(owner: str) -> dict[str, Callable[[Kwargs], st.SearchStrategy[Bad]]]:
+    """Bad block options of a layer that takes a BlockConfig: the layer called is the one named."""
+    return {
+        "dim": lambda kw: blamed(bad_int(), owner, "dim"),
+        "expansion": lambda kw: blamed(bad_positive_real(), owner, "expansion"),
+        "drop_path": lambda kw: blamed(bad_drop(), owner, "drop_path"),
+        **_attention_bad(owner),
+    }
+
+
 def _clginet_bad() -> dict[str, Callable[[Kwargs], st.SearchStrategy[Bad]]]:
     net = "CLGINet"
 
@@ -509,23 +519,20 @@ def _spec_table() -> dict[str, Spec]:
         "TransformerLayer": Spec(
             cl.TransformerLayer,
             valid_transformer_layer(),
-            {
-                "dim": lambda kw: blamed(bad_int(), "DBPA", "dim"),  # DBPA is built first and checks it
-                "expansion": lambda kw: blamed(bad_positive_real(), "GNFF", "expansion"),
-                "drop_path": lambda kw: blamed(bad_drop(), "TransformerLayer", "drop_path"),
-                **attention,
-            },
+            _block_bad("TransformerLayer"),
         ),
         "CouplingBlock": Spec(
             cl.CouplingBlock,
             valid_coupling_block(),
             {
-                "dim": lambda kw: blamed(bad_int(), "CNNLayer", "dim"),  # the first CNN layer checks it
+                **_block_bad("CouplingBlock"),
                 "coupling": lambda kw: blamed(bad_coupling(), "CouplingBlock", "coupling"),
-                "expansion": lambda kw: blamed(bad_positive_real(), "GNFF", "expansion"),
-                "drop_path": lambda kw: blamed(bad_drop(), "TransformerLayer", "drop_path"),
-                **attention,
-                **_cnn_bad("CNNLayer", "cnn_kernel_size", "cnn_groups"),
+                "cnn_kernel_size": lambda kw: blamed(bad_int(odd=True), "CouplingBlock", "cnn_kernel_size"),
+                "cnn_groups": lambda kw: st.one_of(
+                    blamed(bad_int(minimum=0), "CouplingBlock", "cnn_groups"),
+                    blamed(non_divisor(int(kw["dim"])), "CouplingBlock", "cnn_groups"),
+                ),
+                "reduction": lambda kw: blamed(bad_int(), "CouplingBlock", "reduction"),
             },
         ),
         "HybridGatedUnit": Spec(cl.HybridGatedUnit, valid_hgu(), _hgu_bad()),

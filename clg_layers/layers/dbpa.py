@@ -14,7 +14,7 @@ from ._inference import use_inference_path
 from ._shapes import band_rows, crop, known_zero, restore_format, to_nchw, to_tokens
 from .block_config import DBPA_FUSIONS
 
-__all__ = ["DBPA", "DBPA_FUSIONS", "channel_attention", "window_attention"]
+__all__ = ["DBPA", "DBPA_FUSIONS", "channel_attention", "heads_first", "window_attention"]
 
 
 def _depthwise(dim: int, kernel_size: int, bias: bool) -> nn.Conv2d:
@@ -98,11 +98,13 @@ def channel_attention(q: torch.Tensor, k: torch.Tensor, temperature: torch.Tenso
     r"""The transposed-attention map of every head, ``A = softmax(τ · \hat{q} \hat{k}^T)``.
 
     ``\hat{q}, \hat{k}`` are the query and key channels L2-normalised over
-    the whole map (:func:`torch.nn.functional.normalize`), so each entry is a
-    cosine similarity between two channels of a head. Computed in float32
-    whatever the input precision (float64 for float64): a sum of squares over
-    a large image overflows float16. ``torch.fx`` traces this function as one
-    leaf call (it turns autocast off inside).
+    the whole map, so each logit is the cosine similarity of two channels of
+    a head: ``q_iᵀ k_j / (‖q_i‖ ‖k_j‖)``, computed as that quotient (the Gram
+    matrix over the norms, :func:`torch.nn.functional.normalize`'s ``1e-12``
+    floor included) so no normalised copy of ``q`` and ``k`` is made.
+    Computed in float32 whatever the input precision (float64 for float64):
+    a sum of squares over a large image overflows float16. ``torch.fx``
+    traces this function as one leaf call (it turns autocast off inside).
 
     Args:
         q: Query tokens of shape ``(B, H, W, C)``.
@@ -116,10 +118,17 @@ def channel_attention(q: torch.Tensor, k: torch.Tensor, temperature: torch.Tenso
     """
     acc = torch.promote_types(q.dtype, torch.float32)
     with _no_autocast(q.device):
-        q = F.normalize(q.flatten(1, 2).unflatten(-1, (num_heads, -1)).to(acc), dim=1)  # (B, H·W, heads, d)
-        k = F.normalize(k.flatten(1, 2).unflatten(-1, (num_heads, -1)).to(acc), dim=1)
-        logits = torch.einsum("bnhi,bnhj->bhij", q, k) * temperature.to(acc)
-        return logits.softmax(dim=-1)
+        q, k = (heads_first(z, num_heads).to(acc) for z in (q, k))  # (B, heads, H·W, d)
+        gram = q.transpose(-1, -2) @ k  # (B, heads, d, d)
+        q_norm = torch.linalg.vector_norm(q, dim=-2).clamp_min(1e-12)  # (B, heads, d)
+        k_norm = torch.linalg.vector_norm(k, dim=-2).clamp_min(1e-12)
+        cosine = gram / (q_norm[..., :, None] * k_norm[..., None, :])
+        return torch.softmax(cosine * temperature.to(acc), dim=-1)
+
+
+def heads_first(t: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Tokens ``(B, H, W, C)`` as ``(B, heads, H·W, d)`` views, ``d = C / heads`` (no copy)."""
+    return t.flatten(1, 2).unflatten(-1, (num_heads, -1)).transpose(1, 2)
 
 
 torch.fx.wrap("window_attention")
@@ -257,11 +266,11 @@ class DBPA(nn.Module):
             s = window_attention(q, k, v, self.num_heads, self.window_size, self.pad_value)  # S
         if self.channel:
             a = channel_attention(q, k, self.temperature, self.num_heads)  # A: (B, heads, d, d)
-            c = torch.einsum("bhij,bxyhj->bxyhi", a.to(v.dtype), v.unflatten(-1, (self.num_heads, -1)))
-            c = c.flatten(-2)  # C = A·v per head: (B, H, W, C)
+            c = heads_first(v, self.num_heads) @ a.to(v.dtype).transpose(-1, -2)  # C = A·v per head
+            c = c.transpose(1, 2).flatten(-2).unflatten(1, v.shape[1:3])  # (B, H, W, C)
         if self.spatial and self.channel and self.fusion == "gate":
             g = to_tokens(torch.sigmoid(self.gate(x.mean((2, 3), keepdim=True))))  # g: (B, 1, 1, C)
-            y = g * s + (1 - g) * c
+            y = torch.lerp(c, s, g)  # g ⊙ S + (1 − g) ⊙ C
         elif self.spatial and self.channel:
             y = s + c
         else:
