@@ -189,8 +189,9 @@ class DBPA(nn.Module):
     #: Whether eager inference may take :meth:`_forward_inference` (see
     #: :func:`clg_layers.layers.set_fast_inference` for the process-wide switch).
     fast_inference: bool = True
-    #: Target size in bytes of one band of ``q`` in the inference path; maps of
-    #: at least two such bands are processed band by band. ``0`` turns banding off.
+    #: Target size in bytes of one band's temporaries (about five ``C``-wide maps)
+    #: in the inference path; maps of at least two such bands are processed band
+    #: by band. ``0`` turns banding off.
     band_bytes: int = 8 * 2**20
 
     def __init__(
@@ -287,7 +288,9 @@ class DBPA(nn.Module):
           rows: the first computes ``q, k, v`` band by band (each band with the
           ``k // 2`` rows of context its depthwise kernel needs, cropped after
           the call), the second the window attention, the mix and the output
-          projection band by band, so no temporary is larger than a band;
+          projection band by band, each band's result written over its rows
+          of ``q`` (dead once the band is done), so no temporary is larger
+          than a band and the output takes no buffer of its own;
         * the channel map comes from the raw Gram matrix ``q kᵀ`` divided by
           the outer product of the channel norms, with every head in one
           block-diagonal ``C×C`` matrix (entries between heads masked to
@@ -298,20 +301,22 @@ class DBPA(nn.Module):
         """
         t = to_tokens(x).contiguous()  # (B, H, W, C); free for a channels_last input
         b, h, w, c = t.shape
-        rows = band_rows(t, c, self.window_size, self.band_bytes)
+        # A band holds about five C-wide temporaries (windowed q, k, v, S and the mix).
+        rows = band_rows(t, 5 * c, self.window_size, self.band_bytes)
         q, k, v = self._qkv_bands(t, rows)
         attn = self._channel_matrix(q, k) if self.channel else None
         g = None
         if self.spatial and self.channel and self.fusion == "gate":
             g = torch.sigmoid(self.gate(x.mean((2, 3), keepdim=True))).view(b, 1, c)
         if rows >= h:
-            y = self._attend(q, k, v, attn, g)
-        else:
-            y = t.new_empty(b, h, w, c)  # each band is written into it: the output exists once
-            for r0 in range(0, h, rows):
-                r1 = min(r0 + rows, h)
-                y[:, r0:r1] = self._attend(q[:, r0:r1], k[:, r0:r1], v[:, r0:r1], attn, g)
-        return restore_format(to_nchw(y), x)
+            return restore_format(to_nchw(self._attend(q, k, v, attn, g)), x)
+        # Band by band, the output overwrites q's rows: a band's windows need only
+        # its own rows of q, k and v, so those rows of q are dead once it is done
+        # (and q is this layer's own buffer). No second full-size map.
+        for r0 in range(0, h, rows):
+            r1 = min(r0 + rows, h)
+            q[:, r0:r1] = self._attend(q[:, r0:r1], k[:, r0:r1], v[:, r0:r1], attn, g)
+        return restore_format(to_nchw(q), x)
 
     def _qkv_bands(self, t: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``q, k, v = DWConv_k(Linear(t))``, each ``(B, H, W, C)``, whole or in bands of ``rows`` rows."""
