@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     for case, r in results.items():
         print(f"{case:<22} {r['old']:8.3f} {r['new']:8.3f} {r['ratio']:8.3f}  {r['max_abs_diff']:.2e}")
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "threads": args.threads, "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps({"model": args.model, "threads": args.threads, "results": results}, indent=2)
+        )
     return 0
 
 

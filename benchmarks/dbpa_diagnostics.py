@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import quality_per_compute as qpc  # noqa: E402  (the benchmark next to this file)
+import quality_per_compute as qpc
 
 
 def _branches(m: Any, x: torch.Tensor) -> dict[str, float]:
@@ -84,7 +84,9 @@ def _sharpness(attn: torch.Tensor) -> float:
     """``1 − H/log d`` averaged over the rows of the per-head channel maps ``(B, heads, d, d)``."""
     d = attn.shape[-1]
     entropy = -(attn * attn.clamp_min(1e-30).log()).sum(-1)
-    return 1.0 - (entropy / max(torch.log(torch.tensor(float(d))).item(), 1e-12)).mean().item() if d > 1 else 1.0
+    return (
+        1.0 - (entropy / max(torch.log(torch.tensor(float(d))).item(), 1e-12)).mean().item() if d > 1 else 1.0
+    )
 
 
 def probe(model: torch.nn.Module, batch: torch.Tensor) -> list[dict[str, float]]:
@@ -150,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         warm = min(1.0, (step + 1) / args.warmup)
         frac = step / args.steps
         for group in opt.param_groups:
-            group["lr"] = args.lr * warm * (args.min_lr + (1 - args.min_lr) * 0.5 * (1 + math.cos(math.pi * frac)))
+            group["lr"] = (
+                args.lr * warm * (args.min_lr + (1 - args.min_lr) * 0.5 * (1 + math.cos(math.pi * frac)))
+            )
         noisy, clean = batches[step]
         loss = restoration_loss("l1", model(noisy), clean)
         opt.zero_grad(set_to_none=True)
@@ -158,20 +162,28 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         if (step + 1) % args.probe_every == 0 or step + 1 == args.steps:
             log.append(dict(step=step + 1, layers=probe(model, probe_batch)))
-    print(f"{args.model}, seed {args.seed}, {args.task}: {args.steps} steps in {time.process_time() - t0:.0f} s CPU")
-    print(f"{'step':>5} {'gate mean':>9} {'gate std':>8} {'saturated':>9} {'corr(S,C)':>9} {'S share':>7} {'tau':>5} "
-          f"{'sharp':>6}")
+    print(
+        f"{args.model}, seed {args.seed}, {args.task}: {args.steps} steps in {time.process_time() - t0:.0f} s CPU"
+    )
+    print(
+        f"{'step':>5} {'gate mean':>9} {'gate std':>8} {'saturated':>9} {'corr(S,C)':>9} {'S share':>7} {'tau':>5} "
+        f"{'sharp':>6}"
+    )
     for point in log:
         rows = point["layers"]
         if not rows:
             continue
         mean = {key: statistics.mean(r[key] for r in rows) for key in rows[0] if key != "layer"}
-        print(f"{point['step']:>5} {mean['gate_mean']:>9.3f} {mean['gate_std']:>8.3f} {mean['gate_saturated']:>9.3f} "
-              f"{mean['corr']:>9.3f} {mean['share_s']:>7.3f} {mean['tau']:>5.2f} {mean['sharp']:>6.3f}")
+        print(
+            f"{point['step']:>5} {mean['gate_mean']:>9.3f} {mean['gate_std']:>8.3f} {mean['gate_saturated']:>9.3f} "
+            f"{mean['corr']:>9.3f} {mean['share_s']:>7.3f} {mean['tau']:>5.2f} {mean['sharp']:>6.3f}"
+        )
     print("per layer at the end:")
     for r in log[-1]["layers"]:
-        print(f"  {r['layer']:<40} gate {r['gate_mean']:.3f}±{r['gate_std']:.3f} corr {r['corr']:+.3f} "
-              f"S share {r['share_s']:.3f} tau {r['tau']:.2f} sharp {r['sharp']:.3f}")
+        print(
+            f"  {r['layer']:<40} gate {r['gate_mean']:.3f}±{r['gate_std']:.3f} corr {r['corr']:+.3f} "
+            f"S share {r['share_s']:.3f} tau {r['tau']:.2f} sharp {r['sharp']:.3f}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(dict(settings=vars(args), log=log), indent=1))
     return 0

@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> None:
                 start = time.perf_counter()
                 m(inp)
                 times[key].append(time.perf_counter() - start)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, input 1×48×128×128, medians of {args.repeats}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, input 1×48×128×128, medians of {args.repeats}"
+    )
     print(f"{'module':<38} {'params':>9} {'median ms':>10} {'min ms':>8}")
     for key, (m, _) in modules.items():
         n = sum(p.numel() for p in m.parameters())

@@ -45,13 +45,14 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import quality_per_compute as qpc  # noqa: E402  (the benchmark next to this file)
+import quality_per_compute as qpc
 
 
 def families() -> list[tuple[str, Callable[[str, nn.Module], bool]]]:
     """Module families: a label and a test on a module's attribute name and the module (first match wins)."""
-    import clg_layers as cl
     from timm.layers import LayerScale, LayerScale2d
+
+    import clg_layers as cl
     from clg_layers.models import clginet
 
     def of(*types: type) -> Callable[[str, nn.Module], bool]:
@@ -140,8 +141,12 @@ def family_times(model: nn.Module, batch: int, patch: int, steps: int) -> dict[s
             if (key, "b") in starts:
                 totals[(name, "backward")] += time.process_time() - starts.pop((key, "b"))
 
-        handles += [module.register_forward_pre_hook(fpre), module.register_forward_hook(fpost),
-                    module.register_full_backward_pre_hook(bpre), module.register_full_backward_hook(bpost)]
+        handles += [
+            module.register_forward_pre_hook(fpre),
+            module.register_forward_hook(fpost),
+            module.register_full_backward_pre_hook(bpre),
+            module.register_full_backward_hook(bpost),
+        ]
     noisy, clean = make_batch(batch, patch)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, betas=(0.9, 0.9))
     phase = defaultdict(float)
@@ -166,8 +171,10 @@ def family_times(model: nn.Module, batch: int, patch: int, steps: int) -> dict[s
             h.remove()
     names = [name for name, _ in fams]
     out = {name: (totals[(name, "forward")] / steps, totals[(name, "backward")] / steps) for name in names}
-    rest = (phase["forward"] / steps - sum(f for f, _ in out.values()),
-            phase["backward"] / steps - sum(b for _, b in out.values()))
+    rest = (
+        phase["forward"] / steps - sum(f for f, _ in out.values()),
+        phase["backward"] / steps - sum(b for _, b in out.values()),
+    )
     for sub in (DW, PROJ):  # listed right after DBPA
         out[sub] = (totals[(sub, "forward")] / steps, totals[(sub, "backward")] / steps)
     out = {k: out[k] for k in [names[0], DW, PROJ, *names[1:]]}
@@ -192,7 +199,9 @@ def step_rates(steps: dict[str, Callable[[], None]], n: int, repeats: int) -> di
     return {name: statistics.median(v) for name, v in times.items()}
 
 
-def depthwise_times(batch: int, patch: int, repeats: int, channels: int = 16) -> list[tuple[str, int, float, float, float]]:
+def depthwise_times(
+    batch: int, patch: int, repeats: int, channels: int = 16
+) -> list[tuple[str, int, float, float, float]]:
     """Milliseconds of forward, input gradient and weight gradient of a depthwise convolution."""
     rows = []
     for k in (3, 5, 7):
@@ -203,8 +212,9 @@ def depthwise_times(batch: int, patch: int, repeats: int, channels: int = 16) ->
             w = torch.randn(channels, 1, k, k)
 
             def grad(mask: list[bool], x=x, gy=gy, w=w, k=k) -> object:
-                return torch.ops.aten.convolution_backward(gy, x, w, None, [1, 1], [k // 2] * 2, [1, 1], False,
-                                                          [0, 0], channels, mask)
+                return torch.ops.aten.convolution_backward(
+                    gy, x, w, None, [1, 1], [k // 2] * 2, [1, 1], False, [0, 0], channels, mask
+                )
 
             calls = {
                 "forward": lambda x=x, w=w, k=k: nn.functional.conv2d(x, w, None, 1, k // 2, 1, channels),
@@ -233,10 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=5, help="steps per timed round")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (the median is reported)")
-    parser.add_argument("--families", action="store_true", help="per-family forward/backward times of the first model")
+    parser.add_argument(
+        "--families", action="store_true", help="per-family forward/backward times of the first model"
+    )
     parser.add_argument("--ops", action="store_true", help="busiest operators of the first model's step")
     parser.add_argument("--compile", action="store_true", help="also time each model under torch.compile")
-    parser.add_argument("--depthwise", action="store_true", help="time one depthwise convolution's three passes")
+    parser.add_argument(
+        "--depthwise", action="store_true", help="time one depthwise convolution's three passes"
+    )
     parser.add_argument("--nafnet-arch")
     parser.add_argument("--restormer-arch")
     args = parser.parse_args(argv)
@@ -276,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.compile:
             from clg_layers.training import TRAIN_COMPILE_OPTIONS
 
-            for label, options in (("torch.compile", None), ("compiled, layout forced", TRAIN_COMPILE_OPTIONS)):
+            for label, options in (
+                ("torch.compile", None),
+                ("compiled, layout forced", TRAIN_COMPILE_OPTIONS),
+            ):
                 torch.manual_seed(0)
                 model = qpc.build_model(spec, args)
                 model.compile(dynamic=False, options=options)

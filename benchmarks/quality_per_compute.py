@@ -108,7 +108,9 @@ class _ChannelLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mu = x.mean(1, keepdim=True)
         var = (x - mu).pow(2).mean(1, keepdim=True)
-        return self.weight.view(1, -1, 1, 1) * (x - mu) / (var + self.eps).sqrt() + self.bias.view(1, -1, 1, 1)
+        return self.weight.view(1, -1, 1, 1) * (x - mu) / (var + self.eps).sqrt() + self.bias.view(
+            1, -1, 1, 1
+        )
 
 
 def _load_nafnet(path: str) -> Any:
@@ -118,9 +120,13 @@ def _load_nafnet(path: str) -> Any:
     util.LayerNorm2d = _ChannelLayerNorm  # type: ignore[attr-defined]
     local = types.ModuleType("basicsr.models.archs.local_arch")
     local.Local_Base = type("Local_Base", (), {})  # type: ignore[attr-defined]  # only for NAFNetLocal
-    for name, module in [("basicsr", types.ModuleType("basicsr")), ("basicsr.models", types.ModuleType("m")),
-                         ("basicsr.models.archs", archs), ("basicsr.models.archs.arch_util", util),
-                         ("basicsr.models.archs.local_arch", local)]:
+    for name, module in [
+        ("basicsr", types.ModuleType("basicsr")),
+        ("basicsr.models", types.ModuleType("m")),
+        ("basicsr.models.archs", archs),
+        ("basicsr.models.archs.arch_util", util),
+        ("basicsr.models.archs.local_arch", local),
+    ]:
         sys.modules.setdefault(name, module)
     return _load_module(path, "nafnet_arch").NAFNet
 
@@ -199,8 +205,15 @@ def _build(name: str, options: dict[str, Any], args: argparse.Namespace) -> nn.M
         if not args.nafnet_arch:
             raise SystemExit("quality_per_compute: nafnet16 needs --nafnet-arch")
         # NAFNet's SIDD shape at width 16 with a two middle blocks (2.70 M parameters).
-        return _Padded(_load_nafnet(args.nafnet_arch)(img_channel=3, width=16, middle_blk_num=options.get("middle", 2),
-                                              enc_blk_nums=[2, 2, 4, 8], dec_blk_nums=[2, 2, 2, 2]))
+        return _Padded(
+            _load_nafnet(args.nafnet_arch)(
+                img_channel=3,
+                width=16,
+                middle_blk_num=options.get("middle", 2),
+                enc_blk_nums=[2, 2, 4, 8],
+                dec_blk_nums=[2, 2, 2, 2],
+            )
+        )
     if name == "restormer16":
         if not args.restormer_arch:
             raise SystemExit("quality_per_compute: restormer16 needs --restormer-arch")
@@ -237,9 +250,14 @@ def _data(args: argparse.Namespace, seed: int) -> tuple[Any, Any]:
     options = dict(_task_options()[args.task], **({"sigma": args.sigma} if args.task == "denoise" else {}))
     noise = make_degradation(args.task, options)
     train = SyntheticPairs([load_photo(n) for n in TRAIN_IMAGES], noise)
-    batches = RandomPatchBatches(train, PatchSchedule.constant(args.patch, args.batch), steps=10**9, seed=seed)
-    held_out = ValidationPairs(SyntheticPairs([load_photo(n) for n in HELD_OUT_IMAGES], noise),
-                               max_side=args.eval_side, seed=1000 + seed)
+    batches = RandomPatchBatches(
+        train, PatchSchedule.constant(args.patch, args.batch), steps=10**9, seed=seed
+    )
+    held_out = ValidationPairs(
+        SyntheticPairs([load_photo(n) for n in HELD_OUT_IMAGES], noise),
+        max_side=args.eval_side,
+        seed=1000 + seed,
+    )
     return batches, held_out
 
 
@@ -281,7 +299,9 @@ def run_one(spec: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         frac = step / steps if budget is None else elapsed / budget
         warm = min(1.0, (step + 1) / args.warmup)
         for group in opt.param_groups:
-            group["lr"] = args.lr * warm * (args.min_lr + (1 - args.min_lr) * 0.5 * (1 + math.cos(math.pi * frac)))
+            group["lr"] = (
+                args.lr * warm * (args.min_lr + (1 - args.min_lr) * 0.5 * (1 + math.cos(math.pi * frac)))
+            )
         noisy, clean = batches[step]
         t0 = time.process_time()
         loss = restoration_loss("l1", model(noisy), clean)
@@ -295,9 +315,18 @@ def run_one(spec: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     if curve[-1]["step"] != step:
         score(step, elapsed)
     final = curve[-1]
-    return dict(spec=spec, seed=seed, params=params, steps=step, seconds=elapsed, s_per_step=elapsed / max(step, 1),
-                compile_seconds=compile_seconds,
-                psnr=final["psnr"], ssim=final["ssim"], curve=curve)
+    return dict(
+        spec=spec,
+        seed=seed,
+        params=params,
+        steps=step,
+        seconds=elapsed,
+        s_per_step=elapsed / max(step, 1),
+        compile_seconds=compile_seconds,
+        psnr=final["psnr"],
+        ssim=final["ssim"],
+        curve=curve,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- report
@@ -321,15 +350,17 @@ def table(results: list[dict[str, Any]], specs: list[str]) -> str:
         runs = sorted((r for r in results if r["spec"] == spec), key=lambda r: r["seed"])
         if not runs:
             continue
-        rows.append((
-            f"``{spec}``",
-            f"{runs[0]['params'] / 1e6:.2f}",
-            f"{statistics.mean(r['steps'] for r in runs):.0f}",
-            f"{statistics.mean(r['s_per_step'] for r in runs):.3f}",
-            f"{statistics.mean(r['psnr'] for r in runs):.2f}",
-            " / ".join(f"{r['psnr']:.2f}" for r in runs),
-            f"{statistics.mean(r['ssim'] for r in runs):.4f}",
-        ))
+        rows.append(
+            (
+                f"``{spec}``",
+                f"{runs[0]['params'] / 1e6:.2f}",
+                f"{statistics.mean(r['steps'] for r in runs):.0f}",
+                f"{statistics.mean(r['s_per_step'] for r in runs):.3f}",
+                f"{statistics.mean(r['psnr'] for r in runs):.2f}",
+                " / ".join(f"{r['psnr']:.2f}" for r in runs),
+                f"{statistics.mean(r['ssim'] for r in runs):.4f}",
+            )
+        )
     return _grid(rows)
 
 
@@ -345,9 +376,17 @@ def at_seconds(results: list[dict[str, Any]], specs: list[str], seconds: float) 
         runs = sorted((r for r in results if r["spec"] == spec), key=lambda r: r["seed"])
         if not runs:
             continue
-        points = [max((p for p in r["curve"] if p["seconds"] <= seconds), key=lambda p: p["step"]) for r in runs]
-        rows.append((f"``{spec}``", f"{statistics.mean(p['step'] for p in points):.0f}",
-                     f"{statistics.mean(p['psnr'] for p in points):.2f}", " / ".join(f"{p['psnr']:.2f}" for p in points)))
+        points = [
+            max((p for p in r["curve"] if p["seconds"] <= seconds), key=lambda p: p["step"]) for r in runs
+        ]
+        rows.append(
+            (
+                f"``{spec}``",
+                f"{statistics.mean(p['step'] for p in points):.0f}",
+                f"{statistics.mean(p['psnr'] for p in points):.2f}",
+                " / ".join(f"{p['psnr']:.2f}" for p in points),
+            )
+        )
     return _grid(rows)
 
 
@@ -383,18 +422,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["clginet-tiny"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--minutes", type=float, default=None, help="training CPU minutes per run instead of steps")
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="training CPU minutes per run instead of steps"
+    )
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--patch", type=int, default=48)
-    parser.add_argument("--task", choices=("denoise", "deblur", "derain"), default="denoise",
-                        help="synthetic degradation: Gaussian noise (--sigma), motion blur or rain streaks")
+    parser.add_argument(
+        "--task",
+        choices=("denoise", "deblur", "derain"),
+        default="denoise",
+        help="synthetic degradation: Gaussian noise (--sigma), motion blur or rain streaks",
+    )
     parser.add_argument("--sigma", type=float, default=25.0)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--min-lr", type=float, default=0.01, help="final learning rate as a fraction of --lr")
+    parser.add_argument(
+        "--min-lr", type=float, default=0.01, help="final learning rate as a fraction of --lr"
+    )
     parser.add_argument("--eval-every", type=int, default=25)
-    parser.add_argument("--eval-side", type=int, default=160, help="held-out photos are downscaled to this side")
+    parser.add_argument(
+        "--eval-side", type=int, default=160, help="held-out photos are downscaled to this side"
+    )
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per run")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     parser.add_argument("--nafnet-arch", help="path to NAFNet's NAFNet_arch.py")
@@ -402,24 +451,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="append results to this JSON file (runs already in it are skipped)")
     parser.add_argument("--plot", help="write the PSNR-vs-steps/seconds plot here (needs matplotlib)")
     parser.add_argument("--tag", default="", help="label stored with the results (e.g. 'equal-time')")
-    parser.add_argument("--at-seconds", type=float, help="also tabulate PSNR after this much training CPU time")
+    parser.add_argument(
+        "--at-seconds", type=float, help="also tabulate PSNR after this much training CPU time"
+    )
     args = parser.parse_args(argv)
 
     results: list[dict[str, Any]] = []
     if args.json and Path(args.json).exists():
         results = json.loads(Path(args.json).read_text())
     done = {(r["spec"], r["seed"], r.get("tag", ""), r.get("task", "denoise")) for r in results}
-    todo = [(s, seed) for s in args.models for seed in args.seeds if (s, seed, args.tag, args.task) not in done]
+    todo = [
+        (s, seed) for s in args.models for seed in args.seeds if (s, seed, args.tag, args.task) not in done
+    ]
     with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=mp.get_context("spawn")) as pool:
         futures = {pool.submit(run_one, s, seed, args): (s, seed) for s, seed in todo}
         for fut in cf.as_completed(futures):
             r = fut.result()
             r["tag"] = args.tag
             r["task"] = args.task
-            r["settings"] = {k: v for k, v in vars(args).items() if k not in ("models", "seeds", "json", "plot")}
+            r["settings"] = {
+                k: v for k, v in vars(args).items() if k not in ("models", "seeds", "json", "plot")
+            }
             results.append(r)
-            print(f"{r['spec']:<40} seed {r['seed']}: {r['psnr']:.2f} dB, {r['steps']} steps, "
-                  f"{r['s_per_step']:.3f} s/step", flush=True)
+            print(
+                f"{r['spec']:<40} seed {r['seed']}: {r['psnr']:.2f} dB, {r['steps']} steps, "
+                f"{r['s_per_step']:.3f} s/step",
+                flush=True,
+            )
             if args.json:
                 Path(args.json).write_text(json.dumps(results, indent=1))
     mine = [r for r in results if r.get("tag", "") == args.tag and r.get("task", "denoise") == args.task]

@@ -64,8 +64,10 @@ def plot(logs: dict[str, tuple[list, list, float]], path: Path) -> None:
     for task, (loss, psnr, base) in logs.items():
         steps, values = zip(*loss)
         window = 10
-        smooth = [sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
-                  for i in range(len(values))]
+        smooth = [
+            sum(values[max(0, i - window + 1) : i + 1]) / len(values[max(0, i - window + 1) : i + 1])
+            for i in range(len(values))
+        ]
         axes[0].plot(steps, smooth, label=task)
         if psnr:
             s, p = zip(*psnr)
@@ -103,21 +105,45 @@ def main() -> int:
         held_out = ValidationPairs(SyntheticPairs(held_photos, deg), seed=7)
         steps = args.deblur_steps if task == "deblur" else args.steps
         with tempfile.TemporaryDirectory() as tmp:
-            config = TrainConfig(task=task, max_steps=steps, patch=args.patch, batch=args.batch, lr=args.lr,
-                                 ema_decay=0.99, val_every=args.val_every, checkpoint_every=0, log_every=1,
-                                 log_images=0, out=tmp, accelerator="cpu", progress=False, degradation=OPTIONS[task])
+            config = TrainConfig(
+                task=task,
+                max_steps=steps,
+                patch=args.patch,
+                batch=args.batch,
+                lr=args.lr,
+                ema_decay=0.99,
+                val_every=args.val_every,
+                checkpoint_every=0,
+                log_every=1,
+                log_images=0,
+                out=tmp,
+                accelerator="cpu",
+                progress=False,
+                degradation=OPTIONS[task],
+            )
             result = train(config, train_data=SyntheticPairs(train_photos, deg), val_data=held_out)
             loss, psnr = read_log(Path(tmp) / "metrics.csv")
         strips: list[torch.Tensor] = []
-        report = evaluate(result.model, held_out,
-                          on_image=lambda _n, x, y, t: strips.append(torch.cat([x.clamp(0, 1), y, t], dim=-1)))
+        report = evaluate(
+            result.model,
+            held_out,
+            on_image=lambda _n, x, y, t: strips.append(torch.cat([x.clamp(0, 1), y, t], dim=-1)),
+        )
         logs[task] = (loss, psnr, report.mean_psnr_input)
         width = max(s.shape[-1] for s in strips)
         canvas = torch.cat([F.pad(s, (0, width - s.shape[-1]), value=1.0) for s in strips], dim=-2)
         write_image(out / f"{task}_before_after.png", ImageData(tensor=canvas[None], alpha=None, bit_depth=8))
-        rows.append({"task": task, "steps": result.steps, "minutes": round(result.seconds / 60, 2),
-                     "psnr_input": round(report.mean_psnr_input, 2), "psnr_restored": round(report.mean_psnr, 2),
-                     "ssim_input": round(report.mean_ssim_input, 4), "ssim_restored": round(report.mean_ssim, 4)})
+        rows.append(
+            {
+                "task": task,
+                "steps": result.steps,
+                "minutes": round(result.seconds / 60, 2),
+                "psnr_input": round(report.mean_psnr_input, 2),
+                "psnr_restored": round(report.mean_psnr, 2),
+                "ssim_input": round(report.mean_ssim_input, 4),
+                "ssim_restored": round(report.mean_ssim, 4),
+            }
+        )
         print(rows[-1], flush=True)
     with (out / "metrics.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -75,6 +75,7 @@ __all__ = [
     "benchmark",
     "build",
     "count_macs",
+    "fast_inference_enabled",
     "from_pretrained",
     "list_models",
     "load_checkpoint",
@@ -86,7 +87,6 @@ __all__ = [
     "register_model",
     "save_checkpoint",
     "save_pretrained",
-    "tiled_forward",
-    "fast_inference_enabled",
     "set_fast_inference",
+    "tiled_forward",
 ]

@@ -48,8 +48,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
         ("parameters", f"{info.params:,} ({info.params / 1e6:.2f} M)"),
         (f"MACs at 1×{args.in_chans}×{h}×{w}", f"{info.macs:,} ({info.gmacs:.2f} G)"),
         ("in / out channels", f"{info.in_chans} / {info.out_chans}"),
-        ("size multiple", f"{info.size_multiple} (pads internally)" if info.size_multiple == 1 else info.size_multiple),
-        ("float16 / bfloat16", f"{'yes' if info.supports_half else 'no'} / {'yes' if info.supports_bf16 else 'no'}"),
+        (
+            "size multiple",
+            f"{info.size_multiple} (pads internally)" if info.size_multiple == 1 else info.size_multiple,
+        ),
+        (
+            "float16 / bfloat16",
+            f"{'yes' if info.supports_half else 'no'} / {'yes' if info.supports_bf16 else 'no'}",
+        ),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
@@ -70,7 +76,9 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     except ValueError as err:
         return _error(str(err), EXIT_USAGE)
     if args.tile < 0 or args.overlap < 0 or (args.tile and args.overlap >= args.tile):
-        return _error(f"need --tile >= 0 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}", EXIT_USAGE)
+        return _error(
+            f"need --tile >= 0 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}", EXIT_USAGE
+        )
     try:
         device = torch.device(args.device)
     except RuntimeError as err:
@@ -128,8 +136,21 @@ def _train_config(args: argparse.Namespace) -> tuple[object, int | None]:
         if loaded is not None and not isinstance(loaded, dict):
             return None, _error(f"config {args.config!r} must hold a mapping of options", EXIT_USAGE)
         values.update(loaded or {})
-    for key in ("model", "task", "train", "val", "max_steps", "max_minutes", "devices", "num_nodes", "accelerator",
-                "precision", "out", "resume", "seed"):
+    for key in (
+        "model",
+        "task",
+        "train",
+        "val",
+        "max_steps",
+        "max_minutes",
+        "devices",
+        "num_nodes",
+        "accelerator",
+        "precision",
+        "out",
+        "resume",
+        "seed",
+    ):
         value = getattr(args, key)
         if value is not None:
             values[key] = value
@@ -173,8 +194,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _error(str(err), EXIT_FAILURE)
     if result.rank == 0:
         psnr = result.metrics.get("val/psnr")
-        print(f"trained {config.model} ({config.task}) for {result.steps} steps in {result.seconds:.0f} s"
-              + (f"; val PSNR {psnr:.2f} dB" if psnr is not None else ""))
+        print(
+            f"trained {config.model} ({config.task}) for {result.steps} steps in {result.seconds:.0f} s"
+            + (f"; val PSNR {psnr:.2f} dB" if psnr is not None else "")
+        )
         print(f"EMA weights: {result.weights}")
         if result.last_checkpoint is not None:
             print(f"resume from: {result.last_checkpoint}")
@@ -192,7 +215,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     except ValueError as err:
         return _error(str(err), EXIT_USAGE)
     if args.tile < 0 or args.overlap < 0 or (args.tile and args.overlap >= args.tile):
-        return _error(f"need --tile >= 0 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}", EXIT_USAGE)
+        return _error(
+            f"need --tile >= 0 and 0 <= --overlap < --tile, got {args.tile} and {args.overlap}", EXIT_USAGE
+        )
     from .data import PairedImageFolder, ValidationPairs
     from .io import ImageData, write_image
     from .training import PAIR_LAYOUTS, evaluate, find_pairs
@@ -220,8 +245,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if save is not None:
         save.mkdir(parents=True, exist_ok=True)
     try:
-        report = evaluate(model, data, channel=args.channel, crop_border=args.crop_border, device=args.device,
-                          tile=args.tile, overlap=args.overlap, on_image=keep)
+        report = evaluate(
+            model,
+            data,
+            channel=args.channel,
+            crop_border=args.crop_border,
+            device=args.device,
+            tile=args.tile,
+            overlap=args.overlap,
+            on_image=keep,
+        )
     except (ValueError, RuntimeError) as err:
         return _error(str(err), EXIT_FAILURE)
     print(report.table())
@@ -254,7 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="parameters, MACs and metadata of a model")
     p.add_argument("name", help="model name, e.g. clginet-base")
-    p.add_argument("--size", nargs=2, type=int, default=(256, 256), metavar=("H", "W"), help="input size (256 256)")
+    p.add_argument(
+        "--size", nargs=2, type=int, default=(256, 256), metavar=("H", "W"), help="input size (256 256)"
+    )
     p.add_argument("--in-chans", type=int, default=3, help="input channels (default: 3)")
     p.set_defaults(func=_cmd_info)
 
@@ -272,10 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_cmd_restore)
 
-    p = sub.add_parser("train", help="train a model (denoise, deblur, derain or paired folders) with Lightning")
+    p = sub.add_parser(
+        "train", help="train a model (denoise, deblur, derain or paired folders) with Lightning"
+    )
     p.add_argument("--model", default=None, help="zoo name (default: clginet-tiny)")
-    p.add_argument("--task", choices=("denoise", "deblur", "derain", "paired"), default=None,
-                   help="denoise/deblur/derain: --train holds clean images; paired: input/ and target/ (denoise)")
+    p.add_argument(
+        "--task",
+        choices=("denoise", "deblur", "derain", "paired"),
+        default=None,
+        help="denoise/deblur/derain: --train holds clean images; paired: input/ and target/ (denoise)",
+    )
     p.add_argument("--train", default=None, metavar="DIR", help="training folder")
     p.add_argument("--val", default=None, metavar="DIR", help="validation folder (same layout)")
     p.add_argument("--max-steps", type=int, default=None, help="optimiser steps (default: 1000)")
@@ -289,8 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--config", default=None, metavar="FILE.yaml", help="every other option (see the docs)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the training step (first step slower; faster after, see the docs)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training step (first step slower; faster after, see the docs)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="PSNR/SSIM of a checkpoint on a folder of input/ + target/ pairs")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["DemoResult", "HELD_OUT_IMAGES", "TRAIN_IMAGES", "load_photo", "main", "run_demo"]
+__all__ = ["HELD_OUT_IMAGES", "TRAIN_IMAGES", "DemoResult", "load_photo", "main", "run_demo"]
 
 #: Bundled scikit-image photos the demo trains on (all load offline).
 TRAIN_IMAGES: tuple[str, ...] = (
@@ -143,14 +143,17 @@ def run_demo(
     try:
         from .training import TrainConfig, evaluate, train
     except ImportError as err:  # pragma: no cover - exercised only without the extra
-        raise ImportError(f"the demo trains with the training extra: pip install 'clg-layers[demo]' ({err})") from err
+        raise ImportError(
+            f"the demo trains with the training extra: pip install 'clg-layers[demo]' ({err})"
+        ) from err
     from .data import GaussianNoise, SyntheticPairs, ValidationPairs
 
     out_dir = Path(out_dir)
     noise = GaussianNoise(sigma)
     train_data = SyntheticPairs([load_photo(n) for n in TRAIN_IMAGES], noise)
-    held_out = ValidationPairs(SyntheticPairs([load_photo(n) for n in HELD_OUT_IMAGES], noise),
-                               max_side=eval_max_side, seed=seed + 1)
+    held_out = ValidationPairs(
+        SyntheticPairs([load_photo(n) for n in HELD_OUT_IMAGES], noise), max_side=eval_max_side, seed=seed + 1
+    )
     config = TrainConfig(
         model="clginet-tiny",
         task="denoise",
@@ -191,10 +194,14 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser = parser or argparse.ArgumentParser(prog="clg-layers demo", description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=5.0, help="training time budget (default: 5)")
     parser.add_argument("--steps", type=int, default=None, help="exact number of steps (overrides --minutes)")
-    parser.add_argument("--sigma", type=float, default=25.0, help="noise level on the 0-255 scale (default: 25)")
+    parser.add_argument(
+        "--sigma", type=float, default=25.0, help="noise level on the 0-255 scale (default: 25)"
+    )
     parser.add_argument("--batch", type=int, default=8, help="crops per step (default: 8)")
     parser.add_argument("--crop", type=int, default=64, help="training crop size (default: 64)")
-    parser.add_argument("--out", default="runs/denoise-demo", help="output folder (default: runs/denoise-demo)")
+    parser.add_argument(
+        "--out", default="runs/denoise-demo", help="output folder (default: runs/denoise-demo)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-max-side", type=int, default=None, help="downscale held-out photos for speed")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -226,8 +233,10 @@ def main(argv: Sequence[str] | None = None, args: argparse.Namespace | None = No
         print(f"error: {err}")
         return 2
     print(f"trained {result.steps} steps in {result.train_seconds:.0f} s")
-    print(f"held-out PSNR: noisy {result.psnr_noisy:.2f} dB -> restored {result.psnr_restored:.2f} dB "
-          f"({result.psnr_gain:+.2f} dB)")
+    print(
+        f"held-out PSNR: noisy {result.psnr_noisy:.2f} dB -> restored {result.psnr_restored:.2f} dB "
+        f"({result.psnr_gain:+.2f} dB)"
+    )
     print(f"held-out SSIM: noisy {result.ssim_noisy:.4f} -> restored {result.ssim_restored:.4f}")
     print(f"checkpoint: {result.checkpoint}")
     print(f"figure (noisy | restored | clean): {result.figure}")

@@ -129,7 +129,9 @@ def write_image(path: str | Path, image: ImageData) -> Path:
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"cannot tell the image format from the suffix of {str(path)!r}; use .png, .jpg or .tif")
+        raise ValueError(
+            f"cannot tell the image format from the suffix of {str(path)!r}; use .png, .jpg or .tif"
+        )
     t = image.tensor
     if t.ndim != 4 or t.shape[0] != 1 or t.shape[1] not in (1, 3):
         raise ValueError(f"write_image: expected a (1, 1 or 3, H, W) tensor, got {tuple(t.shape)}")

@@ -12,7 +12,7 @@ import clg_layers  # noqa: E402
 
 project = "clg-layers"
 author = "clg-layers developers"
-copyright = "2026, clg-layers developers"  # noqa: A001
+copyright = "2026, clg-layers developers"
 release = version = clg_layers.__version__
 
 extensions = [

@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> float:
     model = SmallUNet()
     print(f"SmallUNet: {sum(p.numel() for p in model.parameters()) / 1e3:.1f} k parameters")
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+
     # Smooth synthetic "images": low-frequency noise upsampled, in [0, 1].
     def batch(n: int) -> torch.Tensor:
         coarse = torch.rand(n, 3, args.size // 8, args.size // 8)

@@ -60,8 +60,15 @@ def crops(photos: list[torch.Tensor], n: int, size: int, g: torch.Generator) -> 
     return torch.stack(out)
 
 
-def fit(model: torch.nn.Module, photos: list[torch.Tensor], sigma: float, steps: int, size: int,
-        seed: int, lr: float) -> list[float]:
+def fit(
+    model: torch.nn.Module,
+    photos: list[torch.Tensor],
+    sigma: float,
+    steps: int,
+    size: int,
+    seed: int,
+    lr: float,
+) -> list[float]:
     """Train the parameters that require grad to remove Gaussian noise of ``sigma``; return the losses."""
     g = torch.Generator().manual_seed(seed)
     noise = GaussianNoise(sigma)

@@ -24,7 +24,9 @@ def main() -> clg_layers.ModelInfo:
     model = clg_layers.build("clginet-gray-wide")
     y = model(torch.rand(1, 1, 45, 61))
     info = clg_layers.model_info("clginet-gray-wide", input_size=(1, 256, 256))
-    print(f"output {tuple(y.shape)}; {info.params / 1e6:.2f} M params, {info.gmacs:.1f} G MACs at 1×1×256×256")
+    print(
+        f"output {tuple(y.shape)}; {info.params / 1e6:.2f} M params, {info.gmacs:.1f} G MACs at 1×1×256×256"
+    )
     return info
 
 

@@ -59,8 +59,11 @@ def to_0_2_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             fused, parts = fused_names[local]
             value = torch.cat([state[f"{owner}.{p}.{leaf}"] for p in parts])
             key = f"{owner}.{fused}.{leaf}"
-        if value.ndim == 2 and leaf == "weight" and (local in fused_names or local in ("attn.proj", "ffn.fc2")
-                                                     or name == "fuse"):
+        if (
+            value.ndim == 2
+            and leaf == "weight"
+            and (local in fused_names or local in ("attn.proj", "ffn.fc2") or name == "fuse")
+        ):
             value = value[:, :, None, None]
         out[key] = value
     return out

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import wake
 from safetensors.torch import save_file
 
 import clg_layers as cl
-from conftest import wake
 
 
 @pytest.fixture
@@ -34,10 +34,18 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
         lambda s: {f"module.{k}": v for k, v in s.items()},
         lambda s: {"state_dict": {f"module._orig_mod.{k}": v for k, v in s.items()}},
     ],
-    ids=["plain", "state_dict", "params", "params_ema-preferred", "model", "module-prefix", "nested-prefixes"],
+    ids=[
+        "plain",
+        "state_dict",
+        "params",
+        "params_ema-preferred",
+        "model",
+        "module-prefix",
+        "nested-prefixes",
+    ],
 )
 @pytest.mark.parametrize("suffix", [".pt", ".pth"])
-def test_torch_layouts_round_trip(tmp_path: Path, trained: cl.CLGINet, wrap, suffix: str) -> None:  # noqa: ANN001
+def test_torch_layouts_round_trip(tmp_path: Path, trained: cl.CLGINet, wrap, suffix: str) -> None:
     path = tmp_path / f"ckpt{suffix}"
     torch.save(wrap(trained.state_dict()), path)
     fresh = cl.build("clginet-tiny")
@@ -92,7 +100,7 @@ class _Exploit:
     def __init__(self, target: str) -> None:
         self.target = target
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (open, (self.target, "w"))
 
 
@@ -193,7 +201,9 @@ def test_migration_leaves_other_models_alone() -> None:
 
     model = Foreign()
     state = {k: torch.randn(v.shape) for k, v in model.state_dict().items()}
-    migrated, notes = cl.migrate_state_dict(state, expected={k: v.shape for k, v in model.state_dict().items()})
+    migrated, notes = cl.migrate_state_dict(
+        state, expected={k: v.shape for k, v in model.state_dict().items()}
+    )
     assert notes == [] and set(migrated) == set(state)
     upgraded, notes = cl.migrate_state_dict(state)  # without `expected`: the 0.2.0 mapping applies
     assert {"attn.q.weight", "attn.k.weight", "attn.v.weight"} <= set(upgraded) and notes

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import wake
 from PIL import Image
 
 import clg_layers as cl
 from clg_layers.cli import main
 from clg_layers.io import ImageData, read_image, write_image
-from conftest import wake
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -28,7 +28,9 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("ckpt")
     return {
         "rgb": cl.save_checkpoint(wake(cl.build("clginet-tiny"), seed=1), d / "rgb.safetensors"),
-        "gray": cl.save_checkpoint(wake(cl.build("clginet-tiny", in_chans=1), seed=2), d / "gray.safetensors"),
+        "gray": cl.save_checkpoint(
+            wake(cl.build("clginet-tiny", in_chans=1), seed=2), d / "gray.safetensors"
+        ),
         "small": cl.save_checkpoint(cl.build("clginet-small"), d / "small.safetensors"),
     }
 
@@ -81,8 +83,18 @@ def test_restore_rgb_png_subprocess(tmp_path: Path, ckpts: dict[str, Path]) -> N
 def test_restore_tiled_with_progress_and_alpha(tmp_path: Path, ckpts: dict[str, Path]) -> None:
     src = _rgb_png(tmp_path / "rgba.png", h=70, w=90, alpha=True)
     out = tmp_path / "out.png"
-    r = run("restore", "clginet-tiny", str(src), str(out), "--checkpoint", str(ckpts["rgb"]),
-            "--tile", "32", "--overlap", "8")
+    r = run(
+        "restore",
+        "clginet-tiny",
+        str(src),
+        str(out),
+        "--checkpoint",
+        str(ckpts["rgb"]),
+        "--tile",
+        "32",
+        "--overlap",
+        "8",
+    )
     assert r.returncode == 0, r.stderr
     result = np.asarray(Image.open(out))
     assert result.shape == (70, 90, 4)
@@ -94,7 +106,20 @@ def test_restore_16bit_gray(tmp_path: Path, ckpts: dict[str, Path]) -> None:
     src = tmp_path / "gray16.png"
     Image.fromarray(arr).save(src)
     out = tmp_path / "gray16_out.png"
-    assert main(["restore", "clginet-tiny", str(src), str(out), "--checkpoint", str(ckpts["gray"]), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "restore",
+                "clginet-tiny",
+                str(src),
+                str(out),
+                "--checkpoint",
+                str(ckpts["gray"]),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     back = Image.open(out)
     assert back.mode.startswith("I") and back.size == (47, 33)
     assert np.asarray(back).max() > 255  # still 16-bit data
@@ -115,8 +140,14 @@ def test_restore_16bit_gray(tmp_path: Path, ckpts: dict[str, Path]) -> None:
         ("bad-overlap", 2, "0 <= --overlap < --tile"),
     ],
 )
-def test_restore_errors(tmp_path: Path, ckpts: dict[str, Path], case: str, code: int, message: str,
-                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_restore_errors(
+    tmp_path: Path,
+    ckpts: dict[str, Path],
+    case: str,
+    code: int,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     src = _rgb_png(tmp_path / "ok.png")
     out = tmp_path / "out.png"
     name, ckpt, extra = "clginet-tiny", ckpts["rgb"], []
@@ -154,8 +185,14 @@ def test_restore_errors(tmp_path: Path, ckpts: dict[str, Path], case: str, code:
 
 
 def test_restore_exit_code_via_subprocess(tmp_path: Path, ckpts: dict[str, Path]) -> None:
-    r = run("restore", "clginet-tiny", str(tmp_path / "nope.png"), str(tmp_path / "o.png"),
-            "--checkpoint", str(ckpts["rgb"]))
+    r = run(
+        "restore",
+        "clginet-tiny",
+        str(tmp_path / "nope.png"),
+        str(tmp_path / "o.png"),
+        "--checkpoint",
+        str(ckpts["rgb"]),
+    )
     assert r.returncode == 1 and "no such image file" in r.stderr
 
 

@@ -6,9 +6,9 @@ Each first compile costs ~20-40 s on 2 cores, so this file keeps to one compile.
 from __future__ import annotations
 
 import torch
+from conftest import wake
 
 import clg_layers as cl
-from conftest import wake
 
 
 def test_coupling_block_and_hgu_compile_fullgraph() -> None:

@@ -25,10 +25,23 @@ FIXTURE = ROOT / "tests" / "data" / "clginet-0.2.0-layout.safetensors"
 
 #: A clg-layers 0.3.0 config dict, as save_checkpoint and config.json wrote it.
 CONFIG_0_3 = {
-    "in_chans": 3, "out_chans": 3, "dim": 16, "depths": [1, 1, 1, 2], "num_heads": [1, 1, 2, 4],
-    "window_size": 8, "kernel_size": 7, "expansion": 2.0, "refinement_depth": 1, "drop_path_rate": 0.0,
-    "global_residual": True, "cnn_groups": 0, "coupling": "concat", "fusion": "hgu", "spatial": True,
-    "channel": True, "attn_fusion": "gate",
+    "in_chans": 3,
+    "out_chans": 3,
+    "dim": 16,
+    "depths": [1, 1, 1, 2],
+    "num_heads": [1, 1, 2, 4],
+    "window_size": 8,
+    "kernel_size": 7,
+    "expansion": 2.0,
+    "refinement_depth": 1,
+    "drop_path_rate": 0.0,
+    "global_residual": True,
+    "cnn_groups": 0,
+    "coupling": "concat",
+    "fusion": "hgu",
+    "spatial": True,
+    "channel": True,
+    "attn_fusion": "gate",
 }
 
 
@@ -72,8 +85,14 @@ def test_round_trip_through_json(cfg: CLGINetConfig) -> None:
 
 
 def test_values_are_normalised_to_plain_python() -> None:
-    cfg = CLGINetConfig(dim=np.int64(16), num_heads=2, depths=np.array([1, 1, 1, 2]).tolist(),
-                        expansion=Fraction(3, 2), window_size=np.int32(4), in_chans=1)
+    cfg = CLGINetConfig(
+        dim=np.int64(16),
+        num_heads=2,
+        depths=np.array([1, 1, 1, 2]).tolist(),
+        expansion=Fraction(3, 2),
+        window_size=np.int32(4),
+        in_chans=1,
+    )
     assert cfg.num_heads == (2, 2, 2, 2) and cfg.depths == (1, 1, 1, 2) and cfg.out_chans == 1
     assert type(cfg.dim) is int and type(cfg.window_size) is int and type(cfg.expansion) is float
     d = cfg.to_dict()
@@ -109,15 +128,27 @@ def test_unknown_keys_are_named() -> None:
 
 
 BAD = [
-    ("in_chans", 0, ValueError), ("in_chans", True, TypeError), ("out_chans", "3", TypeError),
-    ("dim", 7, ValueError), ("dim", 2.0, TypeError), ("depths", [1, 1, 1], ValueError),
-    ("depths", "1111", TypeError), ("num_heads", [1, 1, 3, 1], ValueError),
+    ("in_chans", 0, ValueError),
+    ("in_chans", True, TypeError),
+    ("out_chans", "3", TypeError),
+    ("dim", 7, ValueError),
+    ("dim", 2.0, TypeError),
+    ("depths", [1, 1, 1], ValueError),
+    ("depths", "1111", TypeError),
+    ("num_heads", [1, 1, 3, 1], ValueError),
     ("num_heads", [1, 1, 0, 1], ValueError),
-    ("window_size", 0, ValueError), ("kernel_size", 4, ValueError), ("expansion", float("nan"), ValueError),
-    ("expansion", "2.66", TypeError), ("refinement_depth", -1, ValueError),
+    ("window_size", 0, ValueError),
+    ("kernel_size", 4, ValueError),
+    ("expansion", float("nan"), ValueError),
+    ("expansion", "2.66", TypeError),
+    ("refinement_depth", -1, ValueError),
     ("drop_path_rate", 1.0, ValueError),
-    ("global_residual", 1, TypeError), ("cnn_groups", 5, ValueError), ("coupling", "sum", ValueError),
-    ("fusion", "concat", ValueError), ("spatial", "yes", TypeError), ("attn_fusion", "mul", ValueError),
+    ("global_residual", 1, TypeError),
+    ("cnn_groups", 5, ValueError),
+    ("coupling", "sum", ValueError),
+    ("fusion", "concat", ValueError),
+    ("spatial", "yes", TypeError),
+    ("attn_fusion", "mul", ValueError),
 ]
 
 
@@ -152,7 +183,11 @@ def test_block_config_of_each_level() -> None:
     block = cfg.block_config(2, 0.25)
     assert isinstance(block, cl.BlockConfig)
     assert (block.num_heads, block.window_size, block.drop_path, block.attn_fusion, block.cnn_groups) == (
-        4, 4, 0.25, "sum", 0,
+        4,
+        4,
+        0.25,
+        "sum",
+        0,
     )
     with pytest.raises(ValueError, match="`level` must be < 4"):
         cfg.block_config(4)

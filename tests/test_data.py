@@ -32,7 +32,9 @@ def smooth_images(b: int = 4, c: int = 3, size: int = 64) -> torch.Tensor:
     """Smooth, mid-grey test images (no clipping at 0/1 for moderate noise)."""
     g = torch.Generator().manual_seed(0)
     low = torch.rand(b, c, 8, 8, generator=g)
-    return 0.3 + 0.4 * torch.nn.functional.interpolate(low, size=(size, size), mode="bicubic", align_corners=False)
+    return 0.3 + 0.4 * torch.nn.functional.interpolate(
+        low, size=(size, size), mode="bicubic", align_corners=False
+    )
 
 
 def highpass_energy(x: torch.Tensor) -> float:
@@ -66,7 +68,9 @@ def test_gaussian_noise_range_is_per_sample_and_grey_option() -> None:
     assert float(per.min()) >= 0 and float(per.max()) <= 52
     assert float(per.max() - per.min()) > 10  # differs between samples
     grey = GaussianNoise(25, grey=True)(x, seed=3) - x
-    assert torch.allclose(grey[:, 0], grey[:, 1], atol=1e-6) and torch.allclose(grey[:, 1], grey[:, 2], atol=1e-6)
+    assert torch.allclose(grey[:, 0], grey[:, 1], atol=1e-6) and torch.allclose(
+        grey[:, 1], grey[:, 2], atol=1e-6
+    )
 
 
 def test_same_seed_same_output_and_generator_equivalent() -> None:
@@ -190,7 +194,9 @@ def test_paired_folder_formats_and_crops(tmp_path: Path) -> None:
     ds = PairedImageFolder(root / "input", root / "target", min_size=32, cache=True)
     assert len(ds) == 4 and ds.stems == ["a", "b", "c", "d"]
     inp, tgt = ds[2]
-    assert inp.shape == (3, 40, 48) and torch.allclose(inp[0], torch.from_numpy(g16 / 65535.0).float(), atol=1e-6)
+    assert inp.shape == (3, 40, 48) and torch.allclose(
+        inp[0], torch.from_numpy(g16 / 65535.0).float(), atol=1e-6
+    )
     batches = RandomPatchBatches(ds, PatchSchedule.constant(32, 3), steps=5, seed=0)
     x, y = batches[4]
     assert x.shape == y.shape == (3, 3, 32, 32)
@@ -204,7 +210,9 @@ def test_paired_folder_bad_input(tmp_path: Path) -> None:
         PairedImageFolder(tmp_path / "empty" / "input", tmp_path / "empty" / "target")
     root = _pairs(tmp_path / "mis", ["a", "b", "c"])
     (root / "target" / "b.png").rename(root / "target" / "bb.png")
-    with pytest.raises(ValueError, match=r"inputs without a target: \['b.png'\].*targets without an input: \['bb.png'\]"):
+    with pytest.raises(
+        ValueError, match=r"inputs without a target: \['b.png'\].*targets without an input: \['bb.png'\]"
+    ):
         PairedImageFolder(root / "input", root / "target")
     root = _pairs(tmp_path / "trunc", ["a"])
     data = (root / "input" / "a.png").read_bytes()

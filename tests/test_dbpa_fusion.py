@@ -51,7 +51,9 @@ def test_gate_selects_a_branch_when_saturated(open_to: str) -> None:
         both.gate[-1].bias.fill_(50.0 * sign)
     x = torch.randn(2, 8, 11, 9, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(both(x), (spatial if open_to == "spatial" else channel)(x), rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(
+            both(x), (spatial if open_to == "spatial" else channel)(x), rtol=1e-9, atol=1e-9
+        )
 
 
 def test_half_open_gate_is_half_the_sum() -> None:

@@ -36,11 +36,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import wake
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import clg_layers as cl
-from conftest import wake
 
 WORLD = 2
 STEPS = 3

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 
 import pytest
 import torch
+from conftest import wake
 from timm.layers import DropPath
 
 import clg_layers as cl
-from conftest import wake
 
 SEED, OTHER_SEED = 1234, 99
 

@@ -69,7 +69,9 @@ BAD_INPUTS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 @pytest.mark.parametrize(("case", "make_x", "exc", "msg"), BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
-def test_bad_input(module: str, case: str, make_x: Callable[[], object], exc: type[Exception], msg: str) -> None:
+def test_bad_input(
+    module: str, case: str, make_x: Callable[[], object], exc: type[Exception], msg: str
+) -> None:
     m = MODULES[module]()
     with pytest.raises(exc) as info:
         m(make_x())

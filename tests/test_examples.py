@@ -8,7 +8,7 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def _load(name: str):  # noqa: ANN202
+def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -27,9 +27,8 @@ def test_register_variant_example() -> None:
 
 def test_restore_image_example(tmp_path: Path) -> None:
     import numpy as np
-    from PIL import Image
-
     import torch
+    from PIL import Image
 
     import clg_layers as cl
 
@@ -39,6 +38,8 @@ def test_restore_image_example(tmp_path: Path) -> None:
     ckpt = cl.save_checkpoint(model, tmp_path / "t.safetensors")
     src = tmp_path / "in.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(src)
-    _load("restore_image").main([str(src), str(tmp_path / "out.png"), "--checkpoint", str(ckpt), "--tile", "32", "--overlap", "8"])
+    _load("restore_image").main(
+        [str(src), str(tmp_path / "out.png"), "--checkpoint", str(ckpt), "--tile", "32", "--overlap", "8"]
+    )
     # the model is the identity, so the restored image equals the input
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), np.asarray(Image.open(src)))

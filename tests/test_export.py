@@ -29,12 +29,12 @@ import pytest
 import torch
 import torch._inductor.config as inductor_config
 import torch.fx.experimental._config as fx_config
+from _factories import SINGLE_INPUT, hgu_inputs
+from conftest import wake
 from torch import nn
 from torch.export import Dim
 
 import clg_layers as cl
-from _factories import SINGLE_INPUT, hgu_inputs
-from conftest import wake
 
 EXPORT_SIZE = (37, 53)
 # At 37×53 only the bottleneck holds a single window; at 45×29 two levels do (width 8 and 4)

@@ -45,12 +45,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import wake
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
 import clg_layers as cl
-from conftest import wake
 
 Kwargs = dict[str, Any]
 #: (class that reports the error, text the message must contain), e.g. ("DBPA", "`window_size`").

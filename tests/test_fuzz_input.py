@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import wake
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
 import clg_layers as cl
-from conftest import wake
 
 FLOATS = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 NON_FLOATS = (

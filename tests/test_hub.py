@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import torch
+from _factories import to_0_2_layout
+from conftest import wake
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import clg_layers as cl
-from _factories import to_0_2_layout
-from conftest import wake
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -102,7 +102,10 @@ def test_model_card(tmp_path: Path) -> None:
     assert "| PSNR (Set12) | 30.1 |" in card and "- BSD400 + WED, σ=25" in card
     assert "doi       = {10.1145/3581783.3612251}" in card and "| `in_chans` | `1` |" in card
     config = json.loads((tmp_path / "config.json").read_text())
-    assert config["format_version"] == cl.integrations.hub.FORMAT_VERSION and config["library_version"] == cl.__version__
+    assert (
+        config["format_version"] == cl.integrations.hub.FORMAT_VERSION
+        and config["library_version"] == cl.__version__
+    )
     assert config["model_name"] == "clginet-tiny" and config["config"] == model.config.to_dict()
 
 

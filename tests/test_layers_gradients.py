@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _factories import SINGLE_INPUT, hgu_inputs
+from conftest import wake
 from torch import nn
 
 import clg_layers as cl
-from _factories import SINGLE_INPUT, hgu_inputs
-from conftest import wake
 
 
 @pytest.mark.parametrize("name", sorted(SINGLE_INPUT))
@@ -24,7 +24,7 @@ def test_gradcheck_hgu() -> None:
     assert torch.autograd.gradcheck(lambda *f: m(list(f)), tuple(feats), eps=1e-6, atol=1e-5, rtol=1e-3)
 
 
-def _two_steps(m: nn.Module, run) -> None:  # noqa: ANN001
+def _two_steps(m: nn.Module, run) -> None:
     """One SGD step from the fresh (zero-started) state, then a second backward."""
     opt = torch.optim.SGD(m.parameters(), lr=0.1)
     for _ in range(2):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _factories import SINGLE_INPUT, hgu_inputs
+from conftest import wake
 from hypothesis import given
 from hypothesis import strategies as st
 
 import clg_layers as cl
-from _factories import SINGLE_INPUT, hgu_inputs
-from conftest import wake
 
 
 @pytest.mark.parametrize("name", sorted(SINGLE_INPUT))
@@ -89,6 +89,7 @@ def _reference_channel_attention(qkv: torch.Tensor, heads: int, temperature: tor
 
 def _reference_dbpa(m: cl.DBPA, x: torch.Tensor) -> torch.Tensor:
     """DBPA written the plain NCHW way, from the module's own parameters."""
+
     def linear(layer: torch.nn.Linear, z: torch.Tensor) -> torch.Tensor:  # a 1×1 convolution
         return torch.einsum("oc,bchw->bohw", layer.weight, z)
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
+from conftest import wake
 from hypothesis import given
 from hypothesis import strategies as st
 
 import clg_layers as cl
-from conftest import wake
 
 sizes = st.one_of(st.integers(1, 24), st.sampled_from([1, 2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31]))
 batches = st.integers(1, 3)

@@ -34,10 +34,14 @@ def test_tiny_learns_to_denoise() -> None:
     sigma = 25 / 255
     model = cl.build("clginet-tiny")
     held_clean = _images(8, 64, torch.Generator().manual_seed(123))  # held out, and a size never trained on
-    held_noisy = held_clean + sigma * torch.randn(held_clean.shape, generator=torch.Generator().manual_seed(1))
+    held_noisy = held_clean + sigma * torch.randn(
+        held_clean.shape, generator=torch.Generator().manual_seed(1)
+    )
     with torch.no_grad():
         fresh_gain = _psnr(model(held_noisy).clamp(0, 1), held_clean) - _psnr(held_noisy, held_clean)
-    assert fresh_gain < 1.0, f"a fresh model already denoises ({fresh_gain:.2f} dB): the test would be vacuous"
+    assert fresh_gain < 1.0, (
+        f"a fresh model already denoises ({fresh_gain:.2f} dB): the test would be vacuous"
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     for _ in range(120):
         clean = _images(8, 48, g)

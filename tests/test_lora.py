@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import wake
 from torch import nn
 
 import clg_layers as cl
-from conftest import wake
 
 peft = pytest.importorskip("peft")
 
@@ -20,7 +20,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _example():  # noqa: ANN202
+def _example():
     spec = importlib.util.spec_from_file_location("lora_finetune", EXAMPLES / "lora_finetune.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -77,7 +77,9 @@ def test_lora_trains_only_adapters_and_merges_exactly(tmp_path: Path) -> None:
 
 
 def test_lora_example_runs(tmp_path: Path) -> None:
-    result = _example().main(["--steps", "4", "--pretrain-steps", "2", "--size", "32", "--out", str(tmp_path)])
+    result = _example().main(
+        ["--steps", "4", "--pretrain-steps", "2", "--size", "32", "--out", str(tmp_path)]
+    )
     assert 0 < result.trainable < 0.1 * result.total
     assert result.merge_error < 1e-4
     assert result.checkpoint.exists()
@@ -90,8 +92,9 @@ def test_dynamic_quantisation_of_every_linear() -> None:
     (images in [0, 1]); the bound asserted is 40 dB.
     """
     model = wake(cl.build("clginet-tiny"), seed=1).eval()
-    x = F.interpolate(torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(3)), size=(48, 48),
-                      mode="bicubic").clamp(0, 1)
+    x = F.interpolate(
+        torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(3)), size=(48, 48), mode="bicubic"
+    ).clamp(0, 1)
     with torch.no_grad():
         ref = model(x)
     q = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)

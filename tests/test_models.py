@@ -6,9 +6,9 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from conftest import wake
 
 import clg_layers as cl
-from conftest import wake
 
 VARIANTS = ["clginet-tiny", "clginet-small", "clginet-base"]
 # Pinned so an accidental architecture change is caught; update deliberately (and the docs' zoo table).
@@ -57,9 +57,11 @@ def test_fresh_network_blocks_are_identity_and_metadata() -> None:
     x = torch.rand(2, 3, 21, 10)
     seen: list[str] = []
 
-    def check(name: str):  # noqa: ANN202
+    def check(name: str):
         def hook(module: torch.nn.Module, args: tuple[torch.Tensor], out: torch.Tensor) -> None:
-            torch.testing.assert_close(out, args[0], rtol=0, atol=0, msg=f"fresh block {name} is not the identity")
+            torch.testing.assert_close(
+                out, args[0], rtol=0, atol=0, msg=f"fresh block {name} is not the identity"
+            )
             seen.append(name)
 
         return hook
@@ -140,7 +142,7 @@ ABLATIONS = [
 
 
 @pytest.mark.parametrize("overrides", ABLATIONS, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
-def test_ablations_train_and_round_trip(overrides: dict, tmp_path) -> None:  # noqa: ANN001
+def test_ablations_train_and_round_trip(overrides: dict, tmp_path) -> None:
     """Every ablation builds, every parameter it has gets a gradient, and its config survives a checkpoint."""
     model = cl.build("clginet-tiny", **overrides)
     for key, value in overrides.items():
@@ -149,8 +151,10 @@ def test_ablations_train_and_round_trip(overrides: dict, tmp_path) -> None:  # n
         assert model.fusions is None and not any(isinstance(m, cl.HybridGatedUnit) for m in model.modules())
     if "spatial" in overrides or "channel" in overrides:
         attn = [m for m in model.modules() if isinstance(m, cl.DBPA)]
-        assert attn and all((a.spatial, a.channel) == (overrides.get("spatial", True), overrides.get("channel", True))
-                            for a in attn)
+        assert attn and all(
+            (a.spatial, a.channel) == (overrides.get("spatial", True), overrides.get("channel", True))
+            for a in attn
+        )
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     x = torch.rand(2, 3, 16, 24)
     for step in range(3):

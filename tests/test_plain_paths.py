@@ -29,12 +29,12 @@ from contextlib import contextmanager
 import pytest
 import torch
 import torch.fx
+from conftest import wake
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
 import clg_layers as cl
 from clg_layers.layers import fast_inference_enabled, set_fast_inference, use_inference_path
-from conftest import wake
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),
@@ -192,7 +192,9 @@ def test_any_child_can_be_wrapped_without_changing_the_function(name: str, mode:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("name", [n for n in MODULES if n not in ("DBPA-sum", "DBPA-spatial", "DBPA-channel")])
+@pytest.mark.parametrize(
+    "name", [n for n in MODULES if n not in ("DBPA-sum", "DBPA-spatial", "DBPA-channel")]
+)
 def test_any_activation_can_be_replaced_by_a_stock_one(name: str, mode: str) -> None:
     model, args = built(name)
     reference = run(model, args, mode)
@@ -254,7 +256,12 @@ def test_per_sample_gradients_with_vmap_match_a_loop() -> None:
 def test_feature_extractor_returns_the_multi_scale_features() -> None:
     feature_extraction = pytest.importorskip("torchvision.models.feature_extraction")
     model = cl.build("clginet-tiny").eval()
-    nodes = {"encoders.0": "level0", "encoders.1": "level1", "encoders.2": "level2", "bottleneck": "bottleneck"}
+    nodes = {
+        "encoders.0": "level0",
+        "encoders.1": "level1",
+        "encoders.2": "level2",
+        "bottleneck": "bottleneck",
+    }
     extractor = feature_extraction.create_feature_extractor(model, nodes)
     x = torch.rand(2, 3, 64, 48)
     feats = extractor(x)
@@ -265,7 +272,9 @@ def test_feature_extractor_returns_the_multi_scale_features() -> None:
         "bottleneck": (2, 128, 8, 6),
     }
     seen = {}
-    handles = [model.get_submodule(n).register_forward_hook(lambda m, a, o, n=n: seen.update({n: o})) for n in nodes]
+    handles = [
+        model.get_submodule(n).register_forward_hook(lambda m, a, o, n=n: seen.update({n: o})) for n in nodes
+    ]
     model(x)
     for h in handles:
         h.remove()

@@ -13,13 +13,13 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from _factories import SINGLE_INPUT, hgu_inputs
+from conftest import wake
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
 import clg_layers as cl
-from _factories import SINGLE_INPUT, hgu_inputs
-from conftest import wake
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

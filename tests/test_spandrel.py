@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 import torch
+from _factories import to_0_2_layout
+from conftest import wake
 from hypothesis import given
 from hypothesis import strategies as st
 
 import clg_layers as cl
 from clg_layers.integrations import detect
-from _factories import to_0_2_layout
-from conftest import wake
 
 spandrel = pytest.importorskip("spandrel")
 from clg_layers.integrations.spandrel import ARCH_ID, CLGINetArch, load_file, register
@@ -255,7 +255,9 @@ def test_sum_fusion_needs_its_config_and_a_gate_contradicts_it() -> None:
     """``attn_fusion="sum"`` weights equal channel-only weights: the config decides; gate weights refuse "sum"."""
     summed = wake(cl.build("clginet-tiny", attn_fusion="sum")).eval()
     inferred = detect.infer_config(summed.state_dict(), config={"attn_fusion": "sum"})
-    assert inferred.get("spatial", True) and inferred.get("channel", True) and inferred["attn_fusion"] == "sum"
+    assert (
+        inferred.get("spatial", True) and inferred.get("channel", True) and inferred["attn_fusion"] == "sum"
+    )
     again = cl.CLGINet(**inferred).eval()
     again.load_state_dict(summed.state_dict())
     x = torch.rand(1, 3, 24, 24)
@@ -263,7 +265,9 @@ def test_sum_fusion_needs_its_config_and_a_gate_contradicts_it() -> None:
         torch.testing.assert_close(again(x), summed(x))
     assert detect.infer_config(summed.state_dict())["spatial"] is False  # without the config: channel-only
     assert detect.infer_config(cl.build("clginet-tiny").state_dict())["attn_fusion"] == "gate"
-    with pytest.raises(ValueError, match="config says attn_fusion='sum' but the weights say attn_fusion='gate'"):
+    with pytest.raises(
+        ValueError, match="config says attn_fusion='sum' but the weights say attn_fusion='gate'"
+    ):
         detect.infer_config(cl.build("clginet-tiny").state_dict(), config={"attn_fusion": "sum"})
 
 
@@ -316,7 +320,9 @@ def test_register_is_idempotent_and_takes_a_registry() -> None:
 @pytest.mark.parametrize("coupling", ["concat", "none"])
 def test_fusion_ablation_detected_from_the_missing_fusion_units(coupling: str) -> None:
     """``fusion="add"`` builds no hybrid gated units: their absence is what the weights say."""
-    model = wake(cl.build("clginet-tiny", dim=8, depths=(1, 1, 1, 1), num_heads=1, fusion="add", coupling=coupling))
+    model = wake(
+        cl.build("clginet-tiny", dim=8, depths=(1, 1, 1, 1), num_heads=1, fusion="add", coupling=coupling)
+    )
     d = _load(model.state_dict())
     assert d.model.config["fusion"] == "add" and d.model.config["coupling"] == coupling
     _same_outputs(d.model, model, 3)

@@ -8,14 +8,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import wake
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
 import clg_layers as cl
 from clg_layers.tools.tiled import tiled_forward
-from conftest import wake
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 

@@ -37,8 +37,19 @@ def photos() -> dict[str, list[torch.Tensor]]:
 
 
 def quick(out: Path, **kw: object) -> TrainConfig:
-    base = dict(max_steps=40, patch=40, batch=4, lr=2e-3, out=str(out), val_every=0, checkpoint_every=0,
-                log_every=1, progress=False, accelerator="cpu", ema_decay=0.9)
+    base = dict(
+        max_steps=40,
+        patch=40,
+        batch=4,
+        lr=2e-3,
+        out=str(out),
+        val_every=0,
+        checkpoint_every=0,
+        log_every=1,
+        progress=False,
+        accelerator="cpu",
+        ema_decay=0.9,
+    )
     base.update(kw)
     return TrainConfig(**base)  # type: ignore[arg-type]
 
@@ -54,7 +65,9 @@ def losses(csv_path: Path) -> dict[int, float]:
 TASKS = [
     ("denoise", {"sigma": 25.0}, 40, 0.25),
     ("derain", {"density": (0.01, 0.02)}, 50, 0.3),
-    pytest.param("deblur", {"length": 7.0, "angle": 0.0, "curvature": 0.0}, 80, 0.005, marks=pytest.mark.slow),
+    pytest.param(
+        "deblur", {"length": 7.0, "angle": 0.0, "curvature": 0.0}, 80, 0.005, marks=pytest.mark.slow
+    ),
 ]
 
 
@@ -64,8 +77,10 @@ def test_task_improves_held_out_psnr(
 ) -> None:
     degradation = make_degradation(task, options)
     held_out = ValidationPairs(SyntheticPairs(photos["held_out"], degradation), seed=99)
-    result = train(quick(tmp_path, task=task, max_steps=steps, degradation=options),
-                   train_data=SyntheticPairs(photos["train"], degradation))
+    result = train(
+        quick(tmp_path, task=task, max_steps=steps, degradation=options),
+        train_data=SyntheticPairs(photos["train"], degradation),
+    )
     assert result.steps == steps
     report = evaluate(cl.build("clginet-tiny", checkpoint=result.weights), held_out)
     gain = report.mean_psnr - report.mean_psnr_input
@@ -137,7 +152,9 @@ def test_compiled_training_follows_eager_and_exports_plain_weights(photos: dict,
     assert sorted(a) == sorted(b) == [0, 1, 2]
     np.testing.assert_allclose([b[s] for s in a], [a[s] for s in a], rtol=1e-3)
     plain = cl.build("clginet-tiny", **small)
-    report = plain.load_state_dict(cl.build("clginet-tiny", checkpoint=compiled.weights, **small).state_dict())
+    report = plain.load_state_dict(
+        cl.build("clginet-tiny", checkpoint=compiled.weights, **small).state_dict()
+    )
     assert not report.missing_keys and not report.unexpected_keys
     with pytest.raises(TypeError, match="`compile` must be a bool"):
         quick(tmp_path, compile="yes").validate()
@@ -172,8 +189,13 @@ def test_bad_data_is_refused_before_training(tmp_path: Path) -> None:
 
 
 def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "clg_layers.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "clg_layers.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def _paired_folder(root: Path, n: int = 3, size: int = 48) -> Path:
@@ -191,23 +213,61 @@ def _paired_folder(root: Path, n: int = 3, size: int = 48) -> Path:
 def test_cli_train_paired_with_config_then_eval_and_restore(tmp_path: Path) -> None:
     data = _paired_folder(tmp_path / "data")
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("patch: 32\nbatch: 2\nlr: 0.002\nval_every: 3\nval_max_side: 48\nlog_every: 1\n"
-                   "checkpoint_every: 3\nloss: charbonnier\n")
+    cfg.write_text(
+        "patch: 32\nbatch: 2\nlr: 0.002\nval_every: 3\nval_max_side: 48\nlog_every: 1\n"
+        "checkpoint_every: 3\nloss: charbonnier\n"
+    )
     out = tmp_path / "out"
-    r = cli("train", "--model", "clginet-tiny", "--task", "paired", "--train", str(data), "--val", str(data),
-            "--max-steps", "4", "--out", str(out), "--config", str(cfg), "--no-progress", "--accelerator", "cpu")
+    r = cli(
+        "train",
+        "--model",
+        "clginet-tiny",
+        "--task",
+        "paired",
+        "--train",
+        str(data),
+        "--val",
+        str(data),
+        "--max-steps",
+        "4",
+        "--out",
+        str(out),
+        "--config",
+        str(cfg),
+        "--no-progress",
+        "--accelerator",
+        "cpu",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     weights = out / "clginet-tiny-paired.safetensors"
     assert weights.is_file() and (out / "checkpoints" / "last.ckpt").is_file() and "val PSNR" in r.stdout
     assert list((out / "val_images").glob("*.png"))
-    r = cli("eval", "--model", "clginet-tiny", "--checkpoint", str(weights), "--data", str(data),
-            "--save", str(tmp_path / "restored"))
+    r = cli(
+        "eval",
+        "--model",
+        "clginet-tiny",
+        "--checkpoint",
+        str(weights),
+        "--data",
+        str(data),
+        "--save",
+        str(tmp_path / "restored"),
+    )
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert lines[0].split()[:3] == ["image", "PSNR", "in"] and lines[-1].startswith("mean") and len(lines) == 5
+    assert (
+        lines[0].split()[:3] == ["image", "PSNR", "in"] and lines[-1].startswith("mean") and len(lines) == 5
+    )
     assert sorted(p.name for p in (tmp_path / "restored").iterdir()) == ["p0.png", "p1.png", "p2.png"]
-    r = cli("restore", "clginet-tiny", str(data / "input" / "p0.png"), str(tmp_path / "r.png"),
-            "--checkpoint", str(weights), "--no-progress")
+    r = cli(
+        "restore",
+        "clginet-tiny",
+        str(data / "input" / "p0.png"),
+        str(tmp_path / "r.png"),
+        "--checkpoint",
+        str(weights),
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -220,14 +280,31 @@ def test_cli_train_eval_errors_exit_codes(tmp_path: Path, capsys: pytest.Capture
     bad.write_text("max_step: 3\n")
     assert main(["train", "--task", "paired", "--train", str(data), "--config", str(bad)]) == 2
     assert "unknown option" in capsys.readouterr().err
-    assert main(["train", "--task", "denoise", "--train", str(data), "--max-steps", "2",
-                 "--out", str(tmp_path / "o")]) == 1
+    assert (
+        main(
+            [
+                "train",
+                "--task",
+                "denoise",
+                "--train",
+                str(data),
+                "--max-steps",
+                "2",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 1
+    )
     assert "use --task paired" in capsys.readouterr().err
     assert main(["train", "--model", "clginet-tny", "--task", "paired", "--train", str(data)]) == 2
     assert "did you mean" in capsys.readouterr().err
     assert main(["train", "--task", "paired"]) == 2
     assert "--train DIR is required" in capsys.readouterr().err
-    assert main(["eval", "--model", "clginet-tiny", "--checkpoint", "x.safetensors", "--data", str(tmp_path)]) == 1
+    assert (
+        main(["eval", "--model", "clginet-tiny", "--checkpoint", "x.safetensors", "--data", str(tmp_path)])
+        == 1
+    )
     assert "must hold" in capsys.readouterr().err
 
 
@@ -237,9 +314,27 @@ def test_cli_ddp_two_processes_gloo(tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text("patch: 32\nbatch: 2\n")
-    r = cli("train", "--model", "clginet-tiny", "--task", "denoise", "--train", str(clean), "--max-steps", "3",
-            "--config", str(cfg),
-            "--devices", "2", "--accelerator", "cpu", "--out", str(out), "--no-progress", timeout=400)
+    r = cli(
+        "train",
+        "--model",
+        "clginet-tiny",
+        "--task",
+        "denoise",
+        "--train",
+        str(clean),
+        "--max-steps",
+        "3",
+        "--config",
+        str(cfg),
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+        "--out",
+        str(out),
+        "--no-progress",
+        timeout=400,
+    )
     assert r.returncode == 0, r.stderr[-4000:]
     assert r.stdout.count("trained clginet-tiny") == 1  # rank 0 reports
     assert "distributed_backend=gloo" in r.stderr + r.stdout
@@ -255,10 +350,37 @@ def test_torchrun_launches_the_same_command(tmp_path: Path) -> None:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("patch: 32\nbatch: 2\n")
     r = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "clg_layers.cli", "train",
-         "--model", "clginet-tiny", "--task", "denoise", "--train", str(clean), "--max-steps", "3",
-         "--config", str(cfg), "--devices", "2", "--accelerator", "cpu", "--out", str(out), "--no-progress"],
-        capture_output=True, text=True, timeout=400, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "clg_layers.cli",
+            "train",
+            "--model",
+            "clginet-tiny",
+            "--task",
+            "denoise",
+            "--train",
+            str(clean),
+            "--max-steps",
+            "3",
+            "--config",
+            str(cfg),
+            "--devices",
+            "2",
+            "--accelerator",
+            "cpu",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
     )
     assert r.returncode == 0, r.stderr[-4000:]
     assert r.stdout.count("trained clginet-tiny") == 1  # rank 0 reports

@@ -52,8 +52,10 @@ def list_images(folder: str | Path, *, who: str = "list_images") -> dict[str, Pa
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             if path.stem in found:
-                raise ValueError(f"{who}: {found[path.stem].name!r} and {path.name!r} in {str(folder)!r} share the "
-                                 "stem used to match pairs; rename one")
+                raise ValueError(
+                    f"{who}: {found[path.stem].name!r} and {path.name!r} in {str(folder)!r} share the "
+                    "stem used to match pairs; rename one"
+                )
             found[path.stem] = path
     if not found:
         raise ValueError(f"{who}: {str(folder)!r} holds no image (looked for {', '.join(IMAGE_SUFFIXES)})")
@@ -111,8 +113,10 @@ def _check_header(path: Path, who: str) -> tuple[int, int]:
 
 def _check_size(who: str, name: str, h: int, w: int, min_size: int) -> None:
     if min(h, w) < min_size:
-        raise ValueError(f"{who}: {name} is {w}×{h}, smaller than the {min_size}-pixel training patch; "
-                         "remove it or use a smaller patch size")
+        raise ValueError(
+            f"{who}: {name} is {w}×{h}, smaller than the {min_size}-pixel training patch; "
+            "remove it or use a smaller patch size"
+        )
 
 
 class PairedImageFolder(Dataset):
@@ -293,7 +297,9 @@ class PatchSchedule:
             raise ValueError("PatchSchedule: needs at least one (steps, patch, batch) stage")
         for i, stage in enumerate(self.stages):
             if isinstance(stage, (str, bytes)) or not isinstance(stage, Sequence) or len(stage) != 3:
-                raise ValueError(f"PatchSchedule: each stage is three ints >= 1 (steps, patch, batch), got {stage!r}")
+                raise ValueError(
+                    f"PatchSchedule: each stage is three ints >= 1 (steps, patch, batch), got {stage!r}"
+                )
             for name, value in zip(("steps", "patch", "batch"), stage):
                 check_int("PatchSchedule", f"stages[{i}].{name}", value)
 
@@ -303,19 +309,29 @@ class PatchSchedule:
         return cls(((1, patch, batch),))
 
     @classmethod
-    def progressive(cls, total_steps: int, *, patches: Sequence[int], batches: Sequence[int],
-                    fractions: Sequence[float] | None = None) -> PatchSchedule:
+    def progressive(
+        cls,
+        total_steps: int,
+        *,
+        patches: Sequence[int],
+        batches: Sequence[int],
+        fractions: Sequence[float] | None = None,
+    ) -> PatchSchedule:
         """Split ``total_steps`` over growing patches (equal shares unless ``fractions`` is given).
 
         Restormer's recipe at 300k steps is patches ``(128, 160, 192, 256, 320, 384)``, batches
         ``(64, 40, 32, 16, 8, 8)`` (their total over 8 GPUs) and fractions ``(.31, .21, .16, .12, .12, .08)``.
         """
         if len(patches) != len(batches) or not patches:
-            raise ValueError(f"PatchSchedule.progressive: `patches` and `batches` need the same non-zero length, "
-                             f"got {len(patches)} and {len(batches)}")
+            raise ValueError(
+                f"PatchSchedule.progressive: `patches` and `batches` need the same non-zero length, "
+                f"got {len(patches)} and {len(batches)}"
+            )
         fractions = list(fractions) if fractions is not None else [1.0 / len(patches)] * len(patches)
         if len(fractions) != len(patches) or any(f <= 0 for f in fractions):
-            raise ValueError(f"PatchSchedule.progressive: need one positive fraction per stage, got {fractions}")
+            raise ValueError(
+                f"PatchSchedule.progressive: need one positive fraction per stage, got {fractions}"
+            )
         total = sum(fractions)
         steps = [max(1, round(total_steps * f / total)) for f in fractions]
         return cls(tuple((s, int(p), int(b)) for s, p, b in zip(steps, patches, batches)))
@@ -353,12 +369,27 @@ class RandomPatchBatches(Dataset):
         rank: Process rank (different data per rank).
     """
 
-    def __init__(self, source: PairedImageFolder | SyntheticPairs, schedule: PatchSchedule, *, steps: int,
-                 seed: int = 0, rank: int = 0) -> None:
+    def __init__(
+        self,
+        source: PairedImageFolder | SyntheticPairs,
+        schedule: PatchSchedule,
+        *,
+        steps: int,
+        seed: int = 0,
+        rank: int = 0,
+    ) -> None:
         if not isinstance(source, (PairedImageFolder, SyntheticPairs)):
-            raise TypeError(f"RandomPatchBatches: `source` must be a PairedImageFolder or SyntheticPairs, "
-                            f"got {type(source).__name__}")
-        self.source, self.schedule, self.steps, self.seed, self.rank = source, schedule, int(steps), seed, rank
+            raise TypeError(
+                f"RandomPatchBatches: `source` must be a PairedImageFolder or SyntheticPairs, "
+                f"got {type(source).__name__}"
+            )
+        self.source, self.schedule, self.steps, self.seed, self.rank = (
+            source,
+            schedule,
+            int(steps),
+            seed,
+            rank,
+        )
 
     def __len__(self) -> int:
         return self.steps
@@ -373,8 +404,10 @@ class RandomPatchBatches(Dataset):
             pair = item if isinstance(item, tuple) else (item,)
             _, h, w = pair[0].shape
             if min(h, w) < patch:
-                raise ValueError(f"RandomPatchBatches: image {self.source.name(i)!r} is {w}×{h}, smaller than "
-                                 f"the {patch}-pixel patch")
+                raise ValueError(
+                    f"RandomPatchBatches: image {self.source.name(i)!r} is {w}×{h}, smaller than "
+                    f"the {patch}-pixel patch"
+                )
             y = int(torch.randint(h - patch + 1, (1,), generator=g))
             x = int(torch.randint(w - patch + 1, (1,), generator=g))
             k = int(torch.randint(8, (1,), generator=g))
@@ -412,8 +445,9 @@ class ValidationPairs(Dataset):
         seed: Seed of the synthetic degradations.
     """
 
-    def __init__(self, source: PairedImageFolder | SyntheticPairs, *, max_side: int | None = None,
-                 seed: int = 12345) -> None:
+    def __init__(
+        self, source: PairedImageFolder | SyntheticPairs, *, max_side: int | None = None, seed: int = 12345
+    ) -> None:
         if max_side is not None:
             check_int("ValidationPairs", "max_side", max_side)
         self.items: list[tuple[torch.Tensor, torch.Tensor, str]] = []

@@ -34,7 +34,9 @@ def _check_images(who: str, x: object) -> torch.Tensor:
     return x
 
 
-def _range(who: str, name: str, value: float | tuple[float, float], low: float, high: float = math.inf) -> tuple[float, float]:
+def _range(
+    who: str, name: str, value: float | tuple[float, float], low: float, high: float = math.inf
+) -> tuple[float, float]:
     """Turn a number or a ``(min, max)`` pair into a checked ``(min, max)`` pair (no bools or strings)."""
 
     def real(v: object) -> bool:
@@ -42,8 +44,11 @@ def _range(who: str, name: str, value: float | tuple[float, float], low: float, 
 
     if real(value):
         pair = (float(value), float(value))  # type: ignore[arg-type]
-    elif isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2 and all(
-        map(real, value)
+    elif (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 2
+        and all(map(real, value))
     ):
         pair = (float(value[0]), float(value[1]))
     else:
@@ -122,8 +127,13 @@ class GaussianNoise(Degradation):
     ) -> None:
         if (sigma is None) == (sigma_range is None):
             raise ValueError("GaussianNoise: give exactly one of `sigma` or `sigma_range`")
-        self.sigma = _range("GaussianNoise", "sigma" if sigma is not None else "sigma_range",
-                            sigma if sigma is not None else sigma_range, 0.0, 255.0)  # type: ignore[arg-type]
+        self.sigma = _range(
+            "GaussianNoise",
+            "sigma" if sigma is not None else "sigma_range",
+            sigma if sigma is not None else sigma_range,
+            0.0,
+            255.0,
+        )  # type: ignore[arg-type]
         self.grey = bool(grey)
         self.clip = bool(clip)
 
@@ -224,7 +234,9 @@ def motion_kernels(
     # A smooth random heading: two random-phase sine components plus a constant turn rate.
     k1, k2, k3 = (draw.rand(n, 1) * 2 - 1 for _ in range(3))
     phase = draw.rand(n, 1) * 2 * math.pi
-    heading = theta0 + curvature * (0.5 * k1 * t + 0.3 * k2 * torch.sin(2 * math.pi * t + phase) + 0.2 * k3 * t**2)
+    heading = theta0 + curvature * (
+        0.5 * k1 * t + 0.3 * k2 * torch.sin(2 * math.pi * t + phase) + 0.2 * k3 * t**2
+    )
     step = ell / (points - 1)
     dx = torch.cos(heading) * step
     dy = torch.sin(heading) * step
@@ -266,15 +278,27 @@ class MotionBlur(Degradation):
         self.kernel_size = check_int("MotionBlur", "kernel_size", kernel_size, minimum=3, odd=True)
         self.noise = _range("MotionBlur", "noise", noise, 0.0, 255.0)
 
-    def kernels(self, n: int, *, generator: torch.Generator | None = None, seed: int | None = None,
-                device: torch.device | str = "cpu") -> torch.Tensor:
+    def kernels(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        device: torch.device | str = "cpu",
+    ) -> torch.Tensor:
         """Draw ``n`` kernels, ``(n, kernel_size, kernel_size)``, each summing to 1."""
         draw = _Draw(generator, seed, torch.device(device))
         return self._kernels(n, draw)
 
     def _kernels(self, n: int, draw: _Draw) -> torch.Tensor:
-        return motion_kernels(n, size=self.kernel_size, length=self.length, angle=self.angle,
-                              curvature=self.curvature, draw=draw)
+        return motion_kernels(
+            n,
+            size=self.kernel_size,
+            length=self.length,
+            angle=self.angle,
+            curvature=self.curvature,
+            draw=draw,
+        )
 
     def apply(self, x: torch.Tensor, draw: _Draw) -> torch.Tensor:
         from kornia.filters import filter2d
@@ -282,8 +306,10 @@ class MotionBlur(Degradation):
         b, _, h, w = x.shape
         pad = self.kernel_size // 2
         if min(h, w) <= pad:
-            raise ValueError(f"MotionBlur: images must be larger than {pad} pixels for a {self.kernel_size}-pixel "
-                             f"kernel with reflected borders, got {h}×{w}")
+            raise ValueError(
+                f"MotionBlur: images must be larger than {pad} pixels for a {self.kernel_size}-pixel "
+                f"kernel with reflected borders, got {h}×{w}"
+            )
         kernel = self._kernels(b, draw).to(x.dtype)
         y = filter2d(x, kernel, border_type="reflect")
         if self.noise[1] > 0:
@@ -333,8 +359,10 @@ class RainStreaks(Degradation):
 
         pad = self.kernel_size // 2
         if min(h, w) <= pad:
-            raise ValueError(f"RainStreaks: images must be larger than {pad} pixels for {self.length[1]:g}-pixel "
-                             f"streaks, got {h}×{w}")
+            raise ValueError(
+                f"RainStreaks: images must be larger than {pad} pixels for {self.length[1]:g}-pixel "
+                f"streaks, got {h}×{w}"
+            )
         density = draw.uniform(b, self.density).view(b, 1, 1, 1)
         seeds = (draw.rand(b, 1, h, w) < density).float() * (0.5 + 0.5 * draw.rand(b, 1, h, w))
         # Angle from vertical -> direction of the trajectory in image coordinates (y down).
@@ -346,7 +374,9 @@ class RainStreaks(Degradation):
         pts = torch.stack([torch.cos(rad) * ell * t, torch.sin(rad) * ell * t], dim=-1)
         kernel = _splat(pts, self.kernel_size)
         streaks = filter2d(seeds, kernel, border_type="reflect")
-        soft = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], device=draw.device)[None] / 16
+        soft = (
+            torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], device=draw.device)[None] / 16
+        )
         streaks = filter2d(streaks, soft, border_type="reflect")
         peak = streaks.amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-8)
         bright = draw.uniform(b, self.brightness).view(b, 1, 1, 1)
@@ -358,8 +388,10 @@ class RainStreaks(Degradation):
         return 1 - (1 - x) * (1 - rain)
 
     def __repr__(self) -> str:
-        return (f"RainStreaks(density={self.density}, angle={self.angle}, length={self.length}, "
-                f"brightness={self.brightness})")
+        return (
+            f"RainStreaks(density={self.density}, angle={self.angle}, length={self.length}, "
+            f"brightness={self.brightness})"
+        )
 
 
 class Compose(Degradation):

@@ -124,7 +124,11 @@ def stock(module: nn.Module, children: Mapping[str, ChildSpec]) -> bool:
         cls, k = spec if isinstance(spec, tuple) else (spec, None)
         if type(child) is not cls:
             return False
-        if k is not None and (child.kernel_size, child.padding, child.dilation) != ((k, k), (k // 2, k // 2), (1, 1)):
+        if k is not None and (child.kernel_size, child.padding, child.dilation) != (
+            (k, k),
+            (k // 2, k // 2),
+            (1, 1),
+        ):
             return False
     return True
 

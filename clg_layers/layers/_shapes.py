@@ -109,7 +109,9 @@ def holds_result(buffer: torch.Tensor, *operands: torch.Tensor) -> bool:
     return dtype == buffer.dtype
 
 
-def crop(x: torch.Tensor, h: int | torch.SymInt, w: int | torch.SymInt, *, dims: tuple[int, int]) -> torch.Tensor:
+def crop(
+    x: torch.Tensor, h: int | torch.SymInt, w: int | torch.SymInt, *, dims: tuple[int, int]
+) -> torch.Tensor:
     """The first ``h`` rows and ``w`` columns of ``x`` along ``dims`` (a padded map cropped back).
 
     Concrete sizes slice (a view). Symbolic sizes (``torch.export``, dynamic

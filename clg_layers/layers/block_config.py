@@ -8,7 +8,7 @@ from typing import Any
 
 from ._checks import check_bool, check_choice, check_divisible, check_int, check_positive_float
 
-__all__ = ["BlockConfig", "COUPLING_MODES", "DBPA_FUSIONS"]
+__all__ = ["COUPLING_MODES", "DBPA_FUSIONS", "BlockConfig"]
 
 #: How :class:`~clg_layers.DBPA` mixes its two projections (see its docstring).
 DBPA_FUSIONS: tuple[str, ...] = ("gate", "sum")

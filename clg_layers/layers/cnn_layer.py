@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from timm.layers import LayerScale2d
+from torch import nn
 
 from ._checks import check_divisible, check_input, check_int
 from ._inference import use_inference_path

@@ -13,7 +13,7 @@ from .block_config import COUPLING_MODES, BlockConfig, resolve
 from .cnn_layer import CNNLayer
 from .transformer_layer import TransformerLayer
 
-__all__ = ["CouplingBlock", "COUPLING_MODES"]
+__all__ = ["COUPLING_MODES", "CouplingBlock"]
 
 
 class CouplingBlock(nn.Module):

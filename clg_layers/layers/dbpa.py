@@ -23,7 +23,12 @@ def _depthwise(dim: int, kernel_size: int, bias: bool) -> nn.Conv2d:
 
 
 def window_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, window_size: int, pad_value: float = 0.0
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    num_heads: int,
+    window_size: int,
+    pad_value: float = 0.0,
 ) -> torch.Tensor:
     """Multi-head self-attention among the tokens of each non-overlapping ``w×w`` window.
 
@@ -94,7 +99,9 @@ def _no_autocast(device: torch.device) -> torch.autocast | nullcontext[None]:
     return torch.autocast(kind, enabled=False) if torch.amp.is_autocast_available(kind) else nullcontext()
 
 
-def channel_attention(q: torch.Tensor, k: torch.Tensor, temperature: torch.Tensor, num_heads: int) -> torch.Tensor:
+def channel_attention(
+    q: torch.Tensor, k: torch.Tensor, temperature: torch.Tensor, num_heads: int
+) -> torch.Tensor:
     r"""The transposed-attention map of every head, ``A = softmax(τ · \hat{q} \hat{k}^T)``.
 
     ``\hat{q}, \hat{k}`` are the query and key channels L2-normalised over

@@ -25,7 +25,11 @@ def pool_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 def upsample_to(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Bilinearly resize ``x`` to ``ref``'s height and width (unchanged if they match)."""
     size = (ref.shape[-2], ref.shape[-1])
-    return x if tuple(x.shape[-2:]) == size else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return (
+        x
+        if tuple(x.shape[-2:]) == size
+        else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    )
 
 
 # Size-dependent Python: torch.fx records each as one call.

@@ -153,6 +153,8 @@ class TransformerLayer(nn.Module):
         return restore_format(to_nchw(out), x)
 
     @staticmethod
-    def _add_scaled(t: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
+    def _add_scaled(
+        t: torch.Tensor, y: torch.Tensor, gamma: torch.Tensor, *, out: torch.Tensor
+    ) -> torch.Tensor:
         """``t + γ ⊙ y`` in one pass, into ``out`` unless its dtype is too narrow for the sum (autocast)."""
         return torch.addcmul(t, y, gamma, out=out if holds_result(out, t, gamma) else None)

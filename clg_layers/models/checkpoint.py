@@ -106,7 +106,13 @@ def migrate_state_dict(
             new, parts, flat = [f"{base}{n}.{leaf}" for n in ("fc1_a", "fc1_b")], 2, True
             note = "GNFF `ffn.fc1` (one 2E-wide 1×1 convolution) -> `ffn.fc1_a`, `ffn.fc1_b` (nn.Linear)"
         elif (
-            (parent.endswith("attn") and name == "proj" or parent.endswith("ffn") and name == "fc2" or name == "fuse")
+            (
+                (parent.endswith("attn")
+                and name == "proj")
+                or (parent.endswith("ffn")
+                and name == "fc2")
+                or name == "fuse"
+            )
             and leaf == "weight"
             and value.ndim == 4
             and value.shape[2:] == (1, 1)
@@ -162,9 +168,13 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
             obj: Any = load_file(path, device="cpu")
         else:
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - every failure becomes one clear message
+    except Exception as err:
         what = "a pickle that is not plain tensors and containers (refused, nothing was run)"
-        if kind == "safetensors" or "weights_only" not in str(err).lower() and "unpickl" not in str(err).lower():
+        if (
+            kind == "safetensors"
+            or ("weights_only" not in str(err).lower()
+            and "unpickl" not in str(err).lower())
+        ):
             what = "a damaged or truncated file"
         raise ValueError(f"load_checkpoint: cannot read {_fmt(path)} as {kind}: {what}. ({err})") from None
     return _unwrap(obj, path)

@@ -222,7 +222,8 @@ class CLGINet(nn.Module):
         self.fusions: nn.ModuleList | None = None
         if cfg.fusion == "hgu":
             self.fusions = nn.ModuleList(
-                HybridGatedUnit([widths[level], *widths[: _LEVELS - 1]], widths[level]) for level in decoder_levels
+                HybridGatedUnit([widths[level], *widths[: _LEVELS - 1]], widths[level])
+                for level in decoder_levels
             )
         self.decoders = nn.ModuleList(stage(level, cfg.depths[level]) for level in decoder_levels)
         self.refinement = stage(0, cfg.refinement_depth)

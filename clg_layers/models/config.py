@@ -28,9 +28,7 @@ def _per_level(name: str, value: object) -> tuple[int, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise TypeError(f"{_OWNER}: `{name}` must be an int or a sequence of {LEVELS} ints, got {value!r}")
     if len(value) != LEVELS:
-        raise ValueError(
-            f"{_OWNER}: `{name}` must have {LEVELS} entries (one per level), got {len(value)}"
-        )
+        raise ValueError(f"{_OWNER}: `{name}` must have {LEVELS} entries (one per level), got {len(value)}")
     return tuple(check_int(_OWNER, f"{name}[{i}]", v) for i, v in enumerate(value))
 
 

@@ -15,8 +15,18 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     ) from err
 
 from .metrics import EvalReport, evaluate, image_scores, prepare_for_metrics, rgb_to_y
-from .run import PAIR_LAYOUTS, TASKS, TRAIN_COMPILE_OPTIONS, TrainConfig, TrainResult, check_resume, export_weights, find_pairs
-from .run import make_degradation, train
+from .run import (
+    PAIR_LAYOUTS,
+    TASKS,
+    TRAIN_COMPILE_OPTIONS,
+    TrainConfig,
+    TrainResult,
+    check_resume,
+    export_weights,
+    find_pairs,
+    make_degradation,
+    train,
+)
 from .task import EMA, LOSSES, AtomicCheckpointIO, RestorationDataModule, RestorationTask, restoration_loss
 
 __all__ = [

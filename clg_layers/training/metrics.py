@@ -63,7 +63,9 @@ def image_scores(
     from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
     if restored.shape != target.shape:
-        raise ValueError(f"metrics: restored {tuple(restored.shape)} and target {tuple(target.shape)} differ in shape")
+        raise ValueError(
+            f"metrics: restored {tuple(restored.shape)} and target {tuple(target.shape)} differ in shape"
+        )
     a = prepare_for_metrics(restored, channel=channel, crop_border=crop_border)
     b = prepare_for_metrics(target, channel=channel, crop_border=crop_border)
     psnr = peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3))
@@ -118,8 +120,10 @@ class EvalReport:
         rows = zip(self.names, self.psnr_input, self.psnr, self.ssim_input, self.ssim)
         for name, pi, po, si, so in rows:
             lines.append(f"{name:<{width}}  {pi:8.2f}  {po:8.2f}  {si:7.4f}  {so:8.4f}")
-        lines.append(f"{'mean':<{width}}  {self.mean_psnr_input:8.2f}  {self.mean_psnr:8.2f}  "
-                     f"{self.mean_ssim_input:7.4f}  {self.mean_ssim:8.4f}")
+        lines.append(
+            f"{'mean':<{width}}  {self.mean_psnr_input:8.2f}  {self.mean_psnr:8.2f}  "
+            f"{self.mean_ssim_input:7.4f}  {self.mean_ssim:8.4f}"
+        )
         return "\n".join(lines)
 
 

@@ -28,8 +28,18 @@ from ..layers._checks import check_bool, check_choice, check_int, check_positive
 from ..models.checkpoint import model_config_dict
 from ..models.config import CLGINetConfig
 
-__all__ = ["PAIR_LAYOUTS", "TASKS", "TRAIN_COMPILE_OPTIONS", "TrainConfig", "TrainResult", "check_resume", "export_weights", "find_pairs",
-           "make_degradation", "train"]
+__all__ = [
+    "PAIR_LAYOUTS",
+    "TASKS",
+    "TRAIN_COMPILE_OPTIONS",
+    "TrainConfig",
+    "TrainResult",
+    "check_resume",
+    "export_weights",
+    "find_pairs",
+    "make_degradation",
+    "train",
+]
 
 #: ``--task`` values; all but ``paired`` synthesise their inputs from clean images.
 TASKS: tuple[str, ...] = ("denoise", "deblur", "derain", "paired")
@@ -140,7 +150,9 @@ class TrainConfig:
     def from_mapping(cls, values: Mapping[str, Any], *, source: str = "config") -> TrainConfig:
         """Build from a mapping (e.g. parsed YAML), rejecting unknown keys with a clear message."""
         if not isinstance(values, Mapping):
-            raise TypeError(f"TrainConfig: {source} must be a mapping of options, got {type(values).__name__}")
+            raise TypeError(
+                f"TrainConfig: {source} must be a mapping of options, got {type(values).__name__}"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(k for k in values if k not in known)
         if unknown:
@@ -154,8 +166,9 @@ class TrainConfig:
         """The :class:`~clg_layers.data.PatchSchedule` from ``schedule`` or ``patch``/``batch``."""
         if self.schedule:
             if isinstance(self.schedule, (str, bytes)) or not isinstance(self.schedule, Sequence):
-                raise TypeError(f"TrainConfig: `schedule` must be a list of [steps, patch, batch], "
-                                f"got {self.schedule!r}")
+                raise TypeError(
+                    f"TrainConfig: `schedule` must be a list of [steps, patch, batch], got {self.schedule!r}"
+                )
             try:
                 return PatchSchedule(tuple(tuple(s) for s in self.schedule))  # type: ignore[misc]
             except (TypeError, ValueError) as err:
@@ -261,7 +274,9 @@ def make_degradation(task: str, options: Mapping[str, Any] | None = None) -> Any
             return RainStreaks(**opts)
     except TypeError as err:
         raise TypeError(f"make_degradation: bad `degradation` options for task {task!r}: {err}") from None
-    raise ValueError(f"make_degradation: task {task!r} has no synthetic degradation (one of denoise, deblur, derain)")
+    raise ValueError(
+        f"make_degradation: task {task!r} has no synthetic degradation (one of denoise, deblur, derain)"
+    )
 
 
 def find_pairs(folder: str | Path) -> tuple[Path, Path] | None:
@@ -274,10 +289,14 @@ def find_pairs(folder: str | Path) -> tuple[Path, Path] | None:
 
 
 def _has_images(folder: Path) -> bool:
-    return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir() if p.is_file())
+    return folder.is_dir() and any(
+        p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir() if p.is_file()
+    )
 
 
-def _source(config: TrainConfig, folder: str | Path, role: str, min_size: int) -> PairedImageFolder | SyntheticPairs:
+def _source(
+    config: TrainConfig, folder: str | Path, role: str, min_size: int
+) -> PairedImageFolder | SyntheticPairs:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"train: the {role} folder {str(folder)!r} does not exist")
@@ -285,17 +304,28 @@ def _source(config: TrainConfig, folder: str | Path, role: str, min_size: int) -
     layouts = ", ".join(f"{a}/+{b}/" for a, b in PAIR_LAYOUTS)
     if config.task == "paired":
         if pairs is None:
-            hint = " (it holds images directly: use --task denoise, deblur or derain for clean images)" \
-                if _has_images(folder) else ""
-            raise ValueError(f"train: task 'paired' needs {role} folder {str(folder)!r} to hold one of "
-                             f"{layouts}{hint}")
+            hint = (
+                " (it holds images directly: use --task denoise, deblur or derain for clean images)"
+                if _has_images(folder)
+                else ""
+            )
+            raise ValueError(
+                f"train: task 'paired' needs {role} folder {str(folder)!r} to hold one of {layouts}{hint}"
+            )
         return PairedImageFolder(*pairs, channels=config.channels, min_size=min_size, cache=config.cache)
     if pairs is not None and not _has_images(folder):
-        raise ValueError(f"train: task {config.task!r} synthesises its inputs from clean images, but {role} folder "
-                         f"{str(folder)!r} holds {pairs[0].name}/ and {pairs[1].name}/ pairs: use --task paired")
+        raise ValueError(
+            f"train: task {config.task!r} synthesises its inputs from clean images, but {role} folder "
+            f"{str(folder)!r} holds {pairs[0].name}/ and {pairs[1].name}/ pairs: use --task paired"
+        )
     list_images(folder, who="train")
-    return SyntheticPairs(folder, make_degradation(config.task, config.degradation), channels=config.channels,
-                          min_size=min_size, cache=config.cache)
+    return SyntheticPairs(
+        folder,
+        make_degradation(config.task, config.degradation),
+        channels=config.channels,
+        min_size=min_size,
+        cache=config.cache,
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -340,24 +370,32 @@ def check_resume(path: str | Path, model: nn.Module, *, task: str | None = None)
         raise FileNotFoundError(f"train: no resume checkpoint at {str(path)!r}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - one clear message for every way a file can be unreadable
-        raise ValueError(f"train: cannot read resume checkpoint {str(path)!r} safely (weights_only): {err}") from None
+    except Exception as err:
+        raise ValueError(
+            f"train: cannot read resume checkpoint {str(path)!r} safely (weights_only): {err}"
+        ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise ValueError(f"train: {str(path)!r} is not a Lightning checkpoint written by `clg-layers train`")
     hp = dict(ckpt["hyper_parameters"])
     name = getattr(model, "model_name", None) or type(model).__name__
     if hp.get("model_name") != name:
-        raise ValueError(f"train: resume checkpoint {str(path)!r} is for model {hp.get('model_name')!r}, "
-                         f"not {name!r}")
+        raise ValueError(
+            f"train: resume checkpoint {str(path)!r} is for model {hp.get('model_name')!r}, not {name!r}"
+        )
     saved, now = _plain(_normalised_config(model, hp.get("model_config"))), _plain(model_config_dict(model))
     if saved != now:
         saved, now = saved or {}, now or {}
-        diff = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
-        raise ValueError(f"train: resume checkpoint {str(path)!r} was trained with another {name} config; "
-                         f"differences (checkpoint, now): {diff}")
+        diff = {
+            k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)
+        }
+        raise ValueError(
+            f"train: resume checkpoint {str(path)!r} was trained with another {name} config; "
+            f"differences (checkpoint, now): {diff}"
+        )
     if task is not None and hp.get("task") not in (None, "", task):
-        raise ValueError(f"train: resume checkpoint {str(path)!r} was trained for task {hp.get('task')!r}, "
-                         f"not {task!r}")
+        raise ValueError(
+            f"train: resume checkpoint {str(path)!r} was trained for task {hp.get('task')!r}, not {task!r}"
+        )
     return hp
 
 
@@ -435,8 +473,9 @@ def train(
             raise ValueError("train: no training data (`train` folder)")
         train_data = _source(config, config.train, "training", schedule.max_patch)
     if val_data is None and config.val is not None:
-        val_data = ValidationPairs(_source(config, config.val, "validation", 1), max_side=config.val_max_side,
-                                   seed=config.seed + 1)
+        val_data = ValidationPairs(
+            _source(config, config.val, "validation", 1), max_side=config.val_max_side, seed=config.seed + 1
+        )
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     if model is None:
@@ -454,23 +493,37 @@ def train(
         model.compile(dynamic=False, options=TRAIN_COMPILE_OPTIONS)
 
     task = RestorationTask(
-        model, loss=config.loss, lr=config.lr, weight_decay=config.weight_decay, warmup_steps=config.warmup_steps,
-        min_lr_ratio=config.min_lr_ratio, metric_channel=config.metric_channel, crop_border=config.crop_border,
-        log_images=config.log_images, image_dir=out / "val_images", task=config.task,
+        model,
+        loss=config.loss,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_steps,
+        min_lr_ratio=config.min_lr_ratio,
+        metric_channel=config.metric_channel,
+        crop_border=config.crop_border,
+        log_images=config.log_images,
+        image_dir=out / "val_images",
+        task=config.task,
     )
     steps = config.max_steps if config.max_steps is not None else 10**9
-    data = RestorationDataModule(train_data, val_data, schedule=schedule, steps=steps, seed=config.seed,
-                                 num_workers=config.num_workers)
+    data = RestorationDataModule(
+        train_data, val_data, schedule=schedule, steps=steps, seed=config.seed, num_workers=config.num_workers
+    )
     extra_callbacks = list(callbacks)
     callbacks = []
     if config.ema_decay > 0:
         callbacks.append(EMA(config.ema_decay))
-    ckpt_cb = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
-                              every_n_train_steps=config.checkpoint_every or None, enable_version_counter=False)
+    ckpt_cb = ModelCheckpoint(
+        dirpath=out / "checkpoints",
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=config.checkpoint_every or None,
+        enable_version_counter=False,
+    )
     callbacks.append(ckpt_cb)
     callbacks.extend(extra_callbacks)
     world = config.num_nodes * (config.devices if isinstance(config.devices, int) else 1)
-    multi = world > 1 or isinstance(config.devices, list) and len(config.devices) > 1
+    multi = world > 1 or (isinstance(config.devices, list) and len(config.devices) > 1)
     # find_unused_parameters=False: DDP then fails loudly if a model leaves a parameter out of the graph.
     strategy: Any = DDPStrategy(find_unused_parameters=False) if multi else "auto"
     val_every = config.val_every if config.val_every and val_data is not None else None
@@ -505,6 +558,13 @@ def train(
     if trainer.is_global_zero:
         export_weights(task.model, weights)
     last = out / "checkpoints" / "last.ckpt"
-    return TrainResult(out=out, weights=weights, last_checkpoint=last if last.is_file() else None,
-                       steps=trainer.global_step, seconds=seconds, metrics=_last_value(trainer.callback_metrics),
-                       model=task.model, rank=trainer.global_rank)
+    return TrainResult(
+        out=out,
+        weights=weights,
+        last_checkpoint=last if last.is_file() else None,
+        steps=trainer.global_step,
+        seconds=seconds,
+        metrics=_last_value(trainer.callback_metrics),
+        model=task.model,
+        rank=trainer.global_rank,
+    )

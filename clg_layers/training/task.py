@@ -27,13 +27,22 @@ from ..data.datasets import (
 from ..models.checkpoint import model_config_dict
 from .metrics import CHANNELS, prepare_for_metrics
 
-__all__ = ["EMA", "LOSSES", "AtomicCheckpointIO", "RestorationDataModule", "RestorationTask", "restoration_loss"]
+__all__ = [
+    "EMA",
+    "LOSSES",
+    "AtomicCheckpointIO",
+    "RestorationDataModule",
+    "RestorationTask",
+    "restoration_loss",
+]
 
 #: Training losses :class:`RestorationTask` accepts.
 LOSSES: tuple[str, ...] = ("l1", "charbonnier", "psnr")
 
 
-def restoration_loss(kind: str, restored: torch.Tensor, target: torch.Tensor, *, eps: float = 1e-3) -> torch.Tensor:
+def restoration_loss(
+    kind: str, restored: torch.Tensor, target: torch.Tensor, *, eps: float = 1e-3
+) -> torch.Tensor:
     """L1, Charbonnier (``sqrt(d² + eps²)``, Restormer/MPRNet) or PSNR loss (``10·log10(MSE)`` per image, NAFNet).
 
     torchmetrics has metrics, not training losses, hence these few lines.
@@ -76,7 +85,9 @@ class EMA(WeightAveraging):
         self.decay = float(decay)
         super().__init__(avg_fn=self._average)
 
-    def _average(self, averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
+    def _average(
+        self, averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor
+    ) -> torch.Tensor:
         n = float(num_averaged)
         d = min(self.decay, (1.0 + n) / (10.0 + n))
         return averaged + (current - averaged) * (1.0 - d)
@@ -88,7 +99,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     An interrupted save leaves the previous checkpoint intact, never a truncated one.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -154,10 +167,14 @@ class RestorationTask(L.LightningModule):
         if not lr > 0:
             raise ValueError(f"RestorationTask: `lr` must be > 0, got {lr}")
         if warmup_steps < 0 or not 0.0 <= min_lr_ratio <= 1.0:
-            raise ValueError(f"RestorationTask: need warmup_steps >= 0 and 0 <= min_lr_ratio <= 1, "
-                             f"got {warmup_steps} and {min_lr_ratio}")
+            raise ValueError(
+                f"RestorationTask: need warmup_steps >= 0 and 0 <= min_lr_ratio <= 1, "
+                f"got {warmup_steps} and {min_lr_ratio}"
+            )
         if metric_channel not in CHANNELS:
-            raise ValueError(f"RestorationTask: `metric_channel` must be one of {CHANNELS}, got {metric_channel!r}")
+            raise ValueError(
+                f"RestorationTask: `metric_channel` must be one of {CHANNELS}, got {metric_channel!r}"
+            )
         self.model = model
         self.save_hyperparameters(ignore=["model", "image_dir"])
         self.hparams["model_name"] = getattr(model, "model_name", None) or type(model).__name__
@@ -175,11 +192,18 @@ class RestorationTask(L.LightningModule):
         degraded, clean = batch
         loss = restoration_loss(self.hparams.loss, self.model(degraded), clean)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"RestorationTask: the loss became {loss.item()} at step {self.global_step}; "
-                                     "lower the learning rate or use precision 32")
+            raise FloatingPointError(
+                f"RestorationTask: the loss became {loss.item()} at step {self.global_step}; "
+                "lower the learning rate or use precision 32"
+            )
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=clean.shape[0])
-        self.log("train/lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False,
-                 batch_size=clean.shape[0])
+        self.log(
+            "train/lr",
+            self.optimizers().param_groups[0]["lr"],
+            on_step=True,
+            on_epoch=False,
+            batch_size=clean.shape[0],
+        )
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor, Any], batch_idx: int) -> None:
@@ -197,7 +221,9 @@ class RestorationTask(L.LightningModule):
         if self.image_dir is not None and batch_idx < self.hparams.log_images and self.trainer.is_global_zero:
             self._write_image(degraded[0], restored[0], clean[0], str(names[0]))
 
-    def _write_image(self, degraded: torch.Tensor, restored: torch.Tensor, clean: torch.Tensor, name: str) -> None:
+    def _write_image(
+        self, degraded: torch.Tensor, restored: torch.Tensor, clean: torch.Tensor, name: str
+    ) -> None:
         from ..io import ImageData, write_image
 
         strip = torch.cat([t.float().clamp(0, 1).cpu() for t in (degraded, restored, clean)], dim=-1)
@@ -226,8 +252,12 @@ class RestorationTask(L.LightningModule):
         return low + (1.0 - low) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
     def configure_optimizers(self) -> dict[str, Any]:
-        opt = torch.optim.AdamW(self.model.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.betas),
-                                weight_decay=self.hparams.weight_decay)
+        opt = torch.optim.AdamW(
+            self.model.parameters(),
+            lr=self.hparams.lr,
+            betas=tuple(self.hparams.betas),
+            weight_decay=self.hparams.weight_decay,
+        )
         sched = torch.optim.lr_scheduler.LambdaLR(opt, self._lr_factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
@@ -248,8 +278,16 @@ class RestorationDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
     """
 
-    def __init__(self, train: PairedImageFolder | SyntheticPairs, val: ValidationPairs | None, *,
-                 schedule: PatchSchedule, steps: int, seed: int = 0, num_workers: int = 0) -> None:
+    def __init__(
+        self,
+        train: PairedImageFolder | SyntheticPairs,
+        val: ValidationPairs | None,
+        *,
+        schedule: PatchSchedule,
+        steps: int,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
         super().__init__()
         self.train_source, self.val_pairs = train, val
         self.schedule, self.steps, self.seed, self.num_workers = schedule, int(steps), seed, int(num_workers)
@@ -259,9 +297,16 @@ class RestorationDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         start = trainer.global_step if trainer is not None else 0
         rank = trainer.global_rank if trainer is not None else 0
-        batches = RandomPatchBatches(self.train_source, self.schedule, steps=self.steps, seed=self.seed, rank=rank)
-        return DataLoader(batches, batch_size=None, sampler=StepSampler(start, self.steps),
-                          num_workers=self.num_workers, persistent_workers=False)
+        batches = RandomPatchBatches(
+            self.train_source, self.schedule, steps=self.steps, seed=self.seed, rank=rank
+        )
+        return DataLoader(
+            batches,
+            batch_size=None,
+            sampler=StepSampler(start, self.steps),
+            num_workers=self.num_workers,
+            persistent_workers=False,
+        )
 
     def val_dataloader(self) -> DataLoader | list:
         """One whole image per batch: ``(input, target, name)``, images ``(1, C, H, W)``."""

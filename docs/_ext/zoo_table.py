@@ -30,7 +30,9 @@ class ZooTable(SphinxDirective):
             with __import__("torch").device("meta"):
                 config = clg_layers.build(name).config
             short = ", ".join(
-                f"{k}={v}" for k, v in config.items() if k in ("dim", "depths", "num_heads", "expansion", "cnn_groups")
+                f"{k}={v}"
+                for k, v in config.items()
+                if k in ("dim", "depths", "num_heads", "expansion", "cnn_groups")
             )
             rows += [
                 f"   * - ``{name}``",
