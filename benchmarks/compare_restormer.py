@@ -5,8 +5,10 @@ Restormer is not part of this repository and never will be: pass the path of
 ``restormer_arch.py`` from your own clone of https://github.com/swz30/Restormer
 (``basicsr/models/archs/restormer_arch.py``; it needs ``pip install einops``)::
 
-    python benchmarks/compare_restormer.py --restormer-arch ~/src/Restormer/basicsr/models/archs/restormer_arch.py
-    python benchmarks/compare_restormer.py --restormer-arch ... --allocators A --sizes 256 --repeats 2  # quick
+    python benchmarks/compare_restormer.py \\
+        --restormer-arch ~/src/Restormer/basicsr/models/archs/restormer_arch.py
+    python benchmarks/compare_restormer.py --restormer-arch ... \\
+        --allocators A --sizes 256 --repeats 2  # quick
     python benchmarks/compare_restormer.py --from-json benchmarks/restormer_comparison.json --rst out.rst
 
 What it measures (CPU, batch 1, float32, ``torch.inference_mode()``, default 2 threads), each figure
@@ -179,12 +181,16 @@ def _report(results: dict[str, Any], args: argparse.Namespace) -> str:
             macs = r["gmacs_256"]["ours"] * (int(size) / 256) ** 2
             rate = macs / t["ours"]
             lines.append(
-                f"| {alloc} | {size}² | {t['ours']:.3f} | {t['restormer']:.3f} | {t['ours'] / t['restormer']:.3f} "
+                f"| {alloc} | {size}² | {t['ours']:.3f} | {t['restormer']:.3f} "
+                f"| {t['ours'] / t['restormer']:.3f} "
                 f"| {rate:.1f} ({rate / r['peak_gmacs']:.2f}) |"
             )
     lines += [
         "",
-        "| allocator | matmul peak G MAC/s | our slope | Restormer slope | train step ours / Restormer (s) | ratio |",
+        (
+            "| allocator | matmul peak G MAC/s | our slope | Restormer slope "
+            "| train step ours / Restormer (s) | ratio |"
+        ),
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for alloc, r in results["runs"].items():
@@ -208,7 +214,8 @@ def _report(results: dict[str, Any], args: argparse.Namespace) -> str:
             o, t = r["ours"], r["restormer"]
             go, gt = o["peak_gib"] - o["after_build_gib"], t["peak_gib"] - t["after_build_gib"]
             lines.append(
-                f"| {alloc} | {o['peak_gib']:.2f} / {t['peak_gib']:.2f} | {o['peak_gib'] / t['peak_gib']:.3f} "
+                f"| {alloc} | {o['peak_gib']:.2f} / {t['peak_gib']:.2f} "
+                f"| {o['peak_gib'] / t['peak_gib']:.3f} "
                 f"| {go:.2f} / {gt:.2f} | {go / gt:.3f} |"
             )
     return "\n".join(lines)
@@ -236,8 +243,15 @@ def _rst(results: dict[str, Any]) -> str:
             rate = run["gmacs_256"]["ours"] * (int(size) / 256) ** 2 / t["ours"]
             ratio = t["ours"] / t["restormer"]
             rows.append(
-                [alloc, f"{size}²", f"{t['ours']:.3f}", f"{t['restormer']:.3f}", f"**{ratio:.3f}**"]
-                + [f"{rate:.1f}", f"{rate / run['peak_gmacs']:.2f}"]
+                [
+                    alloc,
+                    f"{size}²",
+                    f"{t['ours']:.3f}",
+                    f"{t['restormer']:.3f}",
+                    f"**{ratio:.3f}**",
+                    f"{rate:.1f}",
+                    f"{rate / run['peak_gmacs']:.2f}",
+                ]
             )
     header = ["allocator", "input", "ours (s)", "Restormer (s)", "ratio", "ours G MAC/s", "utilisation"]
     table("Forward latency, side by side", header, rows)
@@ -245,9 +259,15 @@ def _rst(results: dict[str, Any]) -> str:
     for alloc, run in results["runs"].items():
         ts, last = run["train_step"], str(max(int(s) for s in run["forward"]))
         rows.append(
-            [alloc, f"{run['peak_gmacs']:.1f}", f"{run['forward'][last]['ours']:.2f}"]
-            + [f"**{run['slope_ours']:.3f}**", f"{run['slope_restormer']:.3f}"]
-            + [f"{ts['ours']:.2f} / {ts['restormer']:.2f}", f"**{ts['ours'] / ts['restormer']:.3f}**"]
+            [
+                alloc,
+                f"{run['peak_gmacs']:.1f}",
+                f"{run['forward'][last]['ours']:.2f}",
+                f"**{run['slope_ours']:.3f}**",
+                f"{run['slope_restormer']:.3f}",
+                f"{ts['ours']:.2f} / {ts['restormer']:.2f}",
+                f"**{ts['ours'] / ts['restormer']:.3f}**",
+            ]
         )
     header = ["allocator", "matmul peak (G MAC/s)", f"ours {last}² (s)", "our slope", "Restormer slope"]
     table(
@@ -260,8 +280,10 @@ def _rst(results: dict[str, Any]) -> str:
         o, t = rss["ours"], rss["restormer"]
         go, gt = o["peak_gib"] - o["after_build_gib"], t["peak_gib"] - t["after_build_gib"]
         rows.append(
-            [alloc, f"{o['peak_gib']:.2f} / {t['peak_gib']:.2f}", f"**{o['peak_gib'] / t['peak_gib']:.3f}**"]
-            + [
+            [
+                alloc,
+                f"{o['peak_gib']:.2f} / {t['peak_gib']:.2f}",
+                f"**{o['peak_gib'] / t['peak_gib']:.3f}**",
                 f"{o['after_build_gib']:.2f} / {t['after_build_gib']:.2f}",
                 f"{go:.2f} / {gt:.2f}",
                 f"{go / gt:.3f}",

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         m_old.eval(), m_new.eval()
         with torch.inference_mode():
             diff = (m_old(x) - m_new(x)).abs().max().item()
-            times = round_robin({"old": lambda: m_old(x), "new": lambda: m_new(x)}, args.repeats, 1)
+            times = round_robin({"old": lambda x=x: m_old(x), "new": lambda x=x: m_new(x)}, args.repeats, 1)
         results[f"forward {size}²"] = _summary(times, diff)
 
     x = torch.rand(args.train_batch, 3, args.train_size, args.train_size)

@@ -163,11 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         if (step + 1) % args.probe_every == 0 or step + 1 == args.steps:
             log.append(dict(step=step + 1, layers=probe(model, probe_batch)))
     print(
-        f"{args.model}, seed {args.seed}, {args.task}: {args.steps} steps in {time.process_time() - t0:.0f} s CPU"
+        f"{args.model}, seed {args.seed}, {args.task}: {args.steps} steps "
+        f"in {time.process_time() - t0:.0f} s CPU"
     )
     print(
-        f"{'step':>5} {'gate mean':>9} {'gate std':>8} {'saturated':>9} {'corr(S,C)':>9} {'S share':>7} {'tau':>5} "
-        f"{'sharp':>6}"
+        f"{'step':>5} {'gate mean':>9} {'gate std':>8} {'saturated':>9} {'corr(S,C)':>9} {'S share':>7} "
+        f"{'tau':>5} {'sharp':>6}"
     )
     for point in log:
         rows = point["layers"]
@@ -175,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         mean = {key: statistics.mean(r[key] for r in rows) for key in rows[0] if key != "layer"}
         print(
-            f"{point['step']:>5} {mean['gate_mean']:>9.3f} {mean['gate_std']:>8.3f} {mean['gate_saturated']:>9.3f} "
-            f"{mean['corr']:>9.3f} {mean['share_s']:>7.3f} {mean['tau']:>5.2f} {mean['sharp']:>6.3f}"
+            f"{point['step']:>5} {mean['gate_mean']:>9.3f} {mean['gate_std']:>8.3f} "
+            f"{mean['gate_saturated']:>9.3f} {mean['corr']:>9.3f} {mean['share_s']:>7.3f} "
+            f"{mean['tau']:>5.2f} {mean['sharp']:>6.3f}"
         )
     print("per layer at the end:")
     for r in log[-1]["layers"]:

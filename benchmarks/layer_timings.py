@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     with torch.no_grad():
         for m, _ in modules.values():
-            for name, p in m.named_parameters():
+            for _name, p in m.named_parameters():
                 if not p.any():
                     p.fill_(0.5)
     times: dict[str, list[float]] = {k: [] for k in modules}
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
                 m(inp)
                 times[key].append(time.perf_counter() - start)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, input 1×48×128×128, medians of {args.repeats}"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, input 1×48×128×128, "
+        f"medians of {args.repeats}"
     )
     print(f"{'module':<38} {'params':>9} {'median ms':>10} {'min ms':>8}")
     for key, (m, _) in modules.items():

@@ -1,4 +1,5 @@
-"""Where one training step's time goes: per module family, forward and backward, and the step rate of each variant.
+"""Where one training step's time goes: per module family, forward and backward, and the step rate
+of each variant.
 
 One optimiser step is the step of ``benchmarks/quality_per_compute.py``
 (L1 loss, AdamW, ``--batch`` crops of ``--patch``², one intra-op thread by
@@ -27,7 +28,8 @@ other work on a shared machine inflates them less than wall-clock time would.
 Model specs are those of ``quality_per_compute.py`` (``nafnet16`` needs
 ``--nafnet-arch``). Example (the figures of docs/design.rst)::
 
-    python benchmarks/profile_training_step.py --models clginet-tiny nafnet16 --families --depthwise --compile \\
+    python benchmarks/profile_training_step.py --models clginet-tiny nafnet16 \\
+        --families --depthwise --compile \\
         --nafnet-arch /path/NAFNet_arch.py
 """
 

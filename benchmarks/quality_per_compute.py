@@ -63,7 +63,8 @@ INIT_SCHEMES: tuple[str, ...] = ("current", "shipped", "head", "gamma0.1")
 
 
 def _value(text: str) -> Any:
-    """``"True"`` → True, ``"3"`` → 3, ``"2.5"`` → 2.5, ``"1-1-2-2"`` → (1, 1, 2, 2), anything else stays a str."""
+    """``"True"`` → True, ``"3"`` → 3, ``"2.5"`` → 2.5, ``"1-1-2-2"`` → (1, 1, 2, 2), anything else
+    stays a str."""
     if text in ("True", "False"):
         return text == "True"
     for parse in (int, float):
@@ -78,7 +79,8 @@ def _value(text: str) -> Any:
 
 
 def _parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``"clginet-tiny:fusion=add,depths=1-1-2-2"`` → ``("clginet-tiny", {"fusion": "add", "depths": (1, 1, 2, 2)})``."""
+    """``"clginet-tiny:fusion=add,depths=1-1-2-2"`` →
+    ``("clginet-tiny", {"fusion": "add", "depths": (1, 1, 2, 2)})``."""
     name, _, rest = spec.partition(":")
     options: dict[str, Any] = {}
     for item in filter(None, rest.split(",")):
@@ -97,7 +99,8 @@ def _load_module(path: str, name: str) -> types.ModuleType:
 
 
 class _ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channels of ``(B, C, H, W)``: stands in for basicsr's ``LayerNorm2d`` (same function)."""
+    """LayerNorm over the channels of ``(B, C, H, W)``: stands in for basicsr's ``LayerNorm2d``
+    (same function)."""
 
     def __init__(self, channels: int, eps: float = 1e-6) -> None:
         super().__init__()

@@ -37,7 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from clg_layers.tools.benchmark import (
+# Below the sys.path insert on purpose: it must find the checkout's clg_layers.
+from clg_layers.tools.benchmark import (  # noqa: E402
     BenchmarkReport,
     BenchmarkResult,
     benchmark,
@@ -74,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="timed passes per measurement (default: 3)")
     p.add_argument("--warmup", type=int, default=1, help="untimed passes per measurement (default: 1)")
     p.add_argument("--max-pixels", type=_max_pixels, action="append", default=[], metavar="[MODEL=]N",
-                   help="skip sizes with batch*H*W > N, for every model or for MODEL only (repeatable)")  # fmt: skip
+                   help="skip sizes with batch*H*W > N, "
+                        "for every model or for MODEL only (repeatable)")  # fmt: skip
     p.add_argument("--docs", type=Path, default=ROOT / "docs", help="docs folder to write into")
     return p
 

@@ -1,4 +1,5 @@
-"""Train clginet-tiny for the paper's three tasks on bundled photos; write metrics, curves and before/after images.
+"""Train clginet-tiny for the paper's three tasks on bundled photos; write metrics, curves and
+before/after images.
 
 Trains on scikit-image's bundled ``TRAIN_IMAGES`` with synthesised
 degradations (Gaussian noise σ=25, motion blur, rain streaks) and validates on
@@ -83,7 +84,7 @@ def plot(logs: dict[str, tuple[list, list, float]], path: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=150, help="steps for denoise and derain (150)")
     parser.add_argument("--deblur-steps", type=int, default=300, help="steps for deblur (300)")
     parser.add_argument("--val-every", type=int, default=50)
@@ -127,7 +128,9 @@ def main() -> int:
         report = evaluate(
             result.model,
             held_out,
-            on_image=lambda _n, x, y, t: strips.append(torch.cat([x.clamp(0, 1), y, t], dim=-1)),
+            on_image=lambda _n, x, y, t, strips=strips: strips.append(
+                torch.cat([x.clamp(0, 1), y, t], dim=-1)
+            ),
         )
         logs[task] = (loss, psnr, report.mean_psnr_input)
         width = max(s.shape[-1] for s in strips)

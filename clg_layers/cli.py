@@ -119,7 +119,8 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace) -> tuple[object, int | None]:
-    """Merge ``--config FILE.yaml`` with the flags given; return ``(config, None)`` or ``(None, exit code)``."""
+    """Merge ``--config FILE.yaml`` with the flags given; return ``(config, None)`` or
+    ``(None, exit code)``."""
     from .training import TrainConfig
 
     values: dict[str, object] = {}

@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> Result:
         checkpoint=checkpoint,
     )
     print(
-        f"LoRA r={args.rank} on {len(TARGETS)} projection kinds: {trainable:,} trainable of {total:,} parameters\n"
+        f"LoRA r={args.rank} on {len(TARGETS)} projection kinds: "
+        f"{trainable:,} trainable of {total:,} parameters\n"
         f"loss (mean of first/last fifth): {result.loss_before:.4f} -> {result.loss_after:.4f}\n"
         f"merged vs adapted output: max |diff| {merge_error:.2e}; saved {checkpoint}"
     )

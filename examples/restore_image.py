@@ -1,7 +1,9 @@
 """Restore a PNG with a trained checkpoint, tiled so large images fit in memory.
 
-Run: ``python examples/restore_image.py INPUT.png OUTPUT.png --checkpoint runs/denoise-demo/clginet-tiny-denoise.safetensors``
-(the checkpoint comes from ``clg-layers demo``). Same as ``clg-layers restore``.
+Run (the checkpoint comes from ``clg-layers demo``; same as ``clg-layers restore``)::
+
+    python examples/restore_image.py INPUT.png OUTPUT.png \\
+        --checkpoint runs/denoise-demo/clginet-tiny-denoise.safetensors
 """
 
 from __future__ import annotations

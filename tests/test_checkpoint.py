@@ -130,7 +130,7 @@ def test_truncated_empty_and_foreign_files(tmp_path: Path, trained: cl.CLGINet) 
     for good in (good_pt, good_st):
         cut = tmp_path / f"cut{good.suffix}"
         cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-        with pytest.raises(ValueError, match="load_checkpoint: .*(truncated|damaged)"):
+        with pytest.raises(ValueError, match=r"load_checkpoint: .*(truncated|damaged)"):
             cl.load_checkpoint(model, cut)
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
@@ -146,7 +146,7 @@ def test_truncated_empty_and_foreign_files(tmp_path: Path, trained: cl.CLGINet) 
     torch.save(torch.zeros(3), tensor_only)
     with pytest.raises(ValueError, match="holds a Tensor, not a state dict"):
         cl.load_checkpoint(model, tensor_only)
-    with pytest.raises(ValueError, match="must end in .safetensors"):
+    with pytest.raises(ValueError, match=r"must end in \.safetensors"):
         cl.save_checkpoint(model, tmp_path / "x.pt")
 
 

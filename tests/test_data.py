@@ -45,7 +45,8 @@ def highpass_energy(x: torch.Tensor) -> float:
 def test_import_clg_layers_does_not_import_the_engines() -> None:
     code = (
         "import sys, clg_layers, clg_layers.data; "
-        "bad = [m for m in ('lightning', 'torchmetrics', 'kornia', 'clg_layers.training') if m in sys.modules]; "
+        "bad = [m for m in ('lightning', 'torchmetrics', 'kornia', 'clg_layers.training') "
+        "if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -193,7 +194,7 @@ def test_paired_folder_formats_and_crops(tmp_path: Path) -> None:
     _write(root / "target" / "d.png", g8)
     ds = PairedImageFolder(root / "input", root / "target", min_size=32, cache=True)
     assert len(ds) == 4 and ds.stems == ["a", "b", "c", "d"]
-    inp, tgt = ds[2]
+    inp, _tgt = ds[2]
     assert inp.shape == (3, 40, 48) and torch.allclose(
         inp[0], torch.from_numpy(g16 / 65535.0).float(), atol=1e-6
     )

@@ -1,4 +1,5 @@
-"""DBPA's fusions of its two projections (``gate``, ``sum``): what each computes, checked against the one-branch layers."""
+"""DBPA's fusions of its two projections (``gate``, ``sum``): what each computes, checked against
+the one-branch layers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from clg_layers import DBPA_FUSIONS
 
 
 def _trio(fusion: str, dim: int = 8, seed: int = 0) -> tuple[cl.DBPA, cl.DBPA, cl.DBPA]:
-    """A two-branch DBPA with ``fusion`` and its spatial-only and channel-only twins with the same q/k/v weights.
+    """A two-branch DBPA with ``fusion`` and its spatial-only and channel-only twins with the same
+    q/k/v weights.
 
     The twins share the two-branch layer's output projection too. No biases,
     so outputs add.

@@ -262,7 +262,7 @@ def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
 @pytest.mark.parametrize("name", sorted(MODULES))
 @given(data=st.data())
 def test_valid_input_works(name: str, data: st.DataObject) -> None:
-    _, owner, channels = MODULES[name]
+    _, _owner, channels = MODULES[name]
     plan = data.draw(valid_plan(channels), label="plan")
     x = plan.build()
     before = x.clone()

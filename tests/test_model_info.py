@@ -72,7 +72,7 @@ def test_model_info_on_instance_and_bad_input() -> None:
     assert info.supports_bf16 and info.supports_half
     import pytest
 
-    with pytest.raises(TypeError, match="expected a model name or an nn.Module"):
+    with pytest.raises(TypeError, match=r"expected a model name or an nn\.Module"):
         cl.model_info(3.0)
     with pytest.raises(ValueError, match="`input_size` must be"):
         cl.model_info("clginet-tiny", input_size=(3, 64))

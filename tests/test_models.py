@@ -52,7 +52,8 @@ def test_base_matches_paper_and_is_lighter_than_restormer() -> None:
 
 
 def test_fresh_network_blocks_are_identity_and_metadata() -> None:
-    """Every block of a fresh network is the identity; the default-init head makes the whole a small perturbation."""
+    """Every block of a fresh network is the identity; the default-init head makes the whole a small
+    perturbation."""
     model = cl.build("clginet-tiny")
     x = torch.rand(2, 3, 21, 10)
     seen: list[str] = []

@@ -17,7 +17,8 @@ import clg_layers as cl
 from clg_layers.integrations import detect
 
 spandrel = pytest.importorskip("spandrel")
-from clg_layers.integrations.spandrel import ARCH_ID, CLGINetArch, load_file, register
+# Below the importorskip on purpose: this module imports spandrel.
+from clg_layers.integrations.spandrel import ARCH_ID, CLGINetArch, load_file, register  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 register()
@@ -252,7 +253,8 @@ def test_one_branch_state_dict_loads_as_that_ablation() -> None:
 
 
 def test_sum_fusion_needs_its_config_and_a_gate_contradicts_it() -> None:
-    """``attn_fusion="sum"`` weights equal channel-only weights: the config decides; gate weights refuse "sum"."""
+    """``attn_fusion="sum"`` weights equal channel-only weights: the config decides; gate weights
+    refuse "sum"."""
     summed = wake(cl.build("clginet-tiny", attn_fusion="sum")).eval()
     inferred = detect.infer_config(summed.state_dict(), config={"attn_fusion": "sum"})
     assert (
@@ -330,5 +332,5 @@ def test_fusion_ablation_detected_from_the_missing_fusion_units(coupling: str) -
 
 def test_some_fusion_units_missing_is_refused() -> None:
     state = {k: v for k, v in cl.build("clginet-tiny").state_dict().items() if not k.startswith("fusions.1.")}
-    with pytest.raises(ValueError, match="'fusions.1'"):
+    with pytest.raises(ValueError, match=r"'fusions\.1'"):
         detect.model_from_state_dict(state)

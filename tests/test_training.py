@@ -1,4 +1,5 @@
-"""clg_layers.training end to end on the CPU: each task learns, resume continues, DDP runs, bad input is refused.
+"""clg_layers.training end to end on the CPU: each task learns, resume continues, DDP runs, bad input
+is refused.
 
 Budget: clginet-tiny, 32-40 px patches, batch 4, a few dozen steps per run, one
 intra-op thread. Held-out photos (``HELD_OUT_IMAGES``) are never trained on.
@@ -146,7 +147,7 @@ def test_compiled_training_follows_eager_and_exports_plain_weights(photos: dict,
     data = SyntheticPairs(photos["train"], make_degradation("denoise"))
     small = dict(dim=8, depths=(1, 1, 1, 1), num_heads=1, refinement_depth=0)
     kw = dict(max_steps=3, schedule=[[2, 32, 4], [1, 40, 4]], model_args=small, ema_decay=0.0)
-    eager = train(quick(tmp_path / "eager", **kw), train_data=data)
+    train(quick(tmp_path / "eager", **kw), train_data=data)
     compiled = train(quick(tmp_path / "compiled", compile=True, **kw), train_data=data)
     a, b = losses(tmp_path / "eager" / "metrics.csv"), losses(tmp_path / "compiled" / "metrics.csv")
     assert sorted(a) == sorted(b) == [0, 1, 2]

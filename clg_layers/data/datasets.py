@@ -1,4 +1,5 @@
-"""Datasets for restoration training: paired folders, synthetic pairs, random crops and progressive patch sizes.
+"""Datasets for restoration training: paired folders, synthetic pairs, random crops and progressive
+patch sizes.
 
 All images are ``(C, H, W)`` float32 tensors in ``[0, 1]`` (``C`` = 1 or 3);
 batches are ``(B, C, H, W)``. Only torch, numpy and Pillow are needed here.
@@ -97,7 +98,8 @@ def load_image(path: str | Path, *, channels: int = 3) -> torch.Tensor:
 
 
 def _check_header(path: Path, who: str) -> tuple[int, int]:
-    """Open ``path`` with Pillow and verify its structure (PNG CRCs, ...) without decoding; return ``(H, W)``."""
+    """Open ``path`` with Pillow and verify its structure (PNG CRCs, ...) without decoding;
+    return ``(H, W)``."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -265,7 +267,8 @@ class SyntheticPairs(Dataset):
 
 
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """One of the eight flips/rotations of the square: rotate by ``k % 4`` quarter turns, then mirror if ``k >= 4``.
+    """One of the eight flips/rotations of the square: rotate by ``k % 4`` quarter turns, then mirror
+    if ``k >= 4``.
 
     Args:
         x: Tensor whose last two dimensions are ``(H, W)``.
@@ -351,7 +354,8 @@ class PatchSchedule:
 
 
 class RandomPatchBatches(Dataset):
-    """Whole training batches, indexed by step: ``dataset[step]`` is ``(input, target)``, each ``(B, C, P, P)``.
+    """Whole training batches, indexed by step: ``dataset[step]`` is ``(input, target)``, each
+    ``(B, C, P, P)``.
 
     ``P`` and ``B`` come from the :class:`PatchSchedule` at that step. Each
     sample is a random crop of a random image under one of the eight

@@ -1,4 +1,5 @@
-"""Synthetic degradations: batched, seeded, device-agnostic callables on ``(B, C, H, W)`` tensors in ``[0, 1]``.
+"""Synthetic degradations: batched, seeded, device-agnostic callables on ``(B, C, H, W)`` tensors
+in ``[0, 1]``.
 
 Every degradation draws its random parameters per sample and takes either a
 ``generator`` or a ``seed``. Random numbers are drawn on the generator's own
@@ -190,11 +191,12 @@ class PoissonGaussianNoise(Degradation):
 
 
 def _splat(points: torch.Tensor, size: int) -> torch.Tensor:
-    """Rasterise ``(B, N, 2)`` sub-pixel points (x, y), centred on 0, into ``(B, size, size)`` kernels summing to 1.
+    """Rasterise ``(B, N, 2)`` sub-pixel points (x, y), centred on 0, into ``(B, size, size)`` kernels
+    summing to 1.
 
     Bilinear splatting: each point spreads its unit weight over the four pixels around it.
     """
-    b, n, _ = points.shape
+    b, _n, _ = points.shape
     half = (size - 1) / 2
     p = (points + half).clamp(0, size - 1 - 1e-4)
     p0 = p.floor()
@@ -274,7 +276,7 @@ class MotionBlur(Degradation):
         self.angle = _range("MotionBlur", "angle", angle, -360.0, 360.0)
         self.curvature = check_positive_float("MotionBlur", "curvature", curvature, allow_zero=True)
         if kernel_size is None:
-            kernel_size = int(math.ceil(self.length[1])) // 2 * 2 + 3
+            kernel_size = math.ceil(self.length[1]) // 2 * 2 + 3
         self.kernel_size = check_int("MotionBlur", "kernel_size", kernel_size, minimum=3, odd=True)
         self.noise = _range("MotionBlur", "noise", noise, 0.0, 255.0)
 
@@ -318,7 +320,10 @@ class MotionBlur(Degradation):
         return y
 
     def __repr__(self) -> str:
-        return f"MotionBlur(length={self.length}, angle={self.angle}, curvature={self.curvature}, kernel_size={self.kernel_size})"
+        return (
+            f"MotionBlur(length={self.length}, angle={self.angle}, curvature={self.curvature}, "
+            f"kernel_size={self.kernel_size})"
+        )
 
 
 class RainStreaks(Degradation):
@@ -351,7 +356,7 @@ class RainStreaks(Degradation):
         self.angle = _range("RainStreaks", "angle", angle, -90.0, 90.0)
         self.length = _range("RainStreaks", "length", length, 1.0, 255.0)
         self.brightness = _range("RainStreaks", "brightness", brightness, 0.0, 1.0)
-        self.kernel_size = int(math.ceil(self.length[1])) // 2 * 2 + 3
+        self.kernel_size = math.ceil(self.length[1]) // 2 * 2 + 3
 
     def rain_layer(self, b: int, h: int, w: int, draw: _Draw) -> torch.Tensor:
         """The rain alone, ``(b, 1, h, w)`` in ``[0, 1]``."""

@@ -71,7 +71,8 @@ def restore_format(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def to_channels_last(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in ``channels_last`` memory (no copy if it already is); as it is under ``torch.func`` transforms."""
+    """``x`` in ``channels_last`` memory (no copy if it already is); as it is under ``torch.func``
+    transforms."""
     return x if transformed(x) else x.contiguous(memory_format=torch.channels_last)
 
 

@@ -93,7 +93,8 @@ class BlockConfig:
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise TypeError(
-                f"BlockConfig: unknown option(s) {unknown}; known: {[f.name for f in dataclasses.fields(self)]}"
+                f"BlockConfig: unknown option(s) {unknown}; "
+                f"known: {[f.name for f in dataclasses.fields(self)]}"
             )
         return dataclasses.replace(self, **changes)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from timm.layers import LayerScale2d
 from torch import nn
 
 from ._checks import check_divisible, check_input, check_int
-from ._inference import use_inference_path
+from ._inference import ChildSpec, use_inference_path
 from ._shapes import holds_result
 from .channel_attention import ChannelAttention
 
@@ -62,7 +64,11 @@ class CNNLayer(nn.Module):
     #: (see :func:`clg_layers.layers.set_fast_inference`).
     fast_inference: bool = True
     #: What the inference path assumes: it applies the GELU, the channel weights and γ itself.
-    _inference_children = {"act": nn.GELU, "attn": ChannelAttention, "scale": LayerScale2d}
+    _inference_children: ClassVar[dict[str, ChildSpec]] = {
+        "act": nn.GELU,
+        "attn": ChannelAttention,
+        "scale": LayerScale2d,
+    }
 
     def __init__(self, dim: int, *, kernel_size: int = 3, reduction: int = 16, groups: int = 1) -> None:
         super().__init__()

@@ -58,7 +58,8 @@ class CouplingBlock(nn.Module):
         self.cnn2 = CNNLayer(dim, **cnn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the block: ``c₁ = CNN₁(x)``, ``t = Transformer(c₁)``, ``u = t + Conv1×1([c₁, t])``, ``CNN₂(u)``.
+        """Apply the block: ``c₁ = CNN₁(x)``, ``t = Transformer(c₁)``, ``u = t + Conv1×1([c₁, t])``,
+        ``CNN₂(u)``.
 
         Args:
             x: Feature map of shape ``(B, C, H, W)``.

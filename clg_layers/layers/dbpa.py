@@ -307,7 +307,7 @@ class DBPA(nn.Module):
           ``baddbmm`` that writes the result without a channel-branch temporary.
         """
         t = to_tokens(x).contiguous()  # (B, H, W, C); free for a channels_last input
-        b, h, w, c = t.shape
+        b, h, _w, c = t.shape
         # A band holds about five C-wide temporaries (windowed q, k, v, S and the mix).
         rows = band_rows(t, 5 * c, self.window_size, self.band_bytes)
         q, k, v = self._qkv_bands(t, rows)
@@ -407,5 +407,6 @@ class DBPA(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"dim={self.dim}, num_heads={self.num_heads}, window_size={self.window_size}, "
-            f"kernel_size={self.kernel_size}, spatial={self.spatial}, channel={self.channel}, fusion={self.fusion!r}"
+            f"kernel_size={self.kernel_size}, spatial={self.spatial}, channel={self.channel}, "
+            f"fusion={self.fusion!r}"
         )

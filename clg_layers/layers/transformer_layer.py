@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.fx
@@ -10,7 +10,7 @@ from timm.layers import DropPath, LayerNorm, LayerScale
 from torch import nn
 
 from ._checks import check_input, check_int
-from ._inference import use_inference_path
+from ._inference import ChildSpec, use_inference_path
 from ._shapes import band_rows, holds_result, restore_format, to_nchw, to_tokens
 from .block_config import BlockConfig, resolve
 from .dbpa import DBPA
@@ -70,7 +70,7 @@ class TransformerLayer(nn.Module):
     band_bytes: int = 8 * 2**20
     #: What the inference path assumes: it applies γ₁ and γ₂ itself, writes into
     #: the branches' outputs and cuts the feed-forward branch into bands.
-    _inference_children = {
+    _inference_children: ClassVar[dict[str, ChildSpec]] = {
         "attn": DBPA,
         "scale1": LayerScale,
         "scale2": LayerScale,

@@ -101,16 +101,17 @@ def migrate_state_dict(
             note = "DBPA `attn.qkv` (one 3C-wide 1×1 convolution) -> `attn.q`, `attn.k`, `attn.v` (nn.Linear)"
         elif parent.endswith("attn") and name == "qkv_dw" and value.shape[0] % 3 == 0:
             new, parts, flat = [f"{base}{n}.{leaf}" for n in ("q_dw", "k_dw", "v_dw")], 3, False
-            note = "DBPA `attn.qkv_dw` (one 3C-wide depthwise convolution) -> `attn.q_dw`, `attn.k_dw`, `attn.v_dw`"
+            note = (
+                "DBPA `attn.qkv_dw` (one 3C-wide depthwise convolution) "
+                "-> `attn.q_dw`, `attn.k_dw`, `attn.v_dw`"
+            )
         elif parent.endswith("ffn") and name == "fc1" and value.shape[0] % 2 == 0:
             new, parts, flat = [f"{base}{n}.{leaf}" for n in ("fc1_a", "fc1_b")], 2, True
             note = "GNFF `ffn.fc1` (one 2E-wide 1×1 convolution) -> `ffn.fc1_a`, `ffn.fc1_b` (nn.Linear)"
         elif (
             (
-                (parent.endswith("attn")
-                and name == "proj")
-                or (parent.endswith("ffn")
-                and name == "fc2")
+                (parent.endswith("attn") and name == "proj")
+                or (parent.endswith("ffn") and name == "fc2")
                 or name == "fuse"
             )
             and leaf == "weight"
@@ -170,10 +171,8 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         what = "a pickle that is not plain tensors and containers (refused, nothing was run)"
-        if (
-            kind == "safetensors"
-            or ("weights_only" not in str(err).lower()
-            and "unpickl" not in str(err).lower())
+        if kind == "safetensors" or (
+            "weights_only" not in str(err).lower() and "unpickl" not in str(err).lower()
         ):
             what = "a damaged or truncated file"
         raise ValueError(f"load_checkpoint: cannot read {_fmt(path)} as {kind}: {what}. ({err})") from None

@@ -6,7 +6,8 @@ returns a :class:`BenchmarkReport`: one :class:`BenchmarkResult` row per size
 training step and the utilisation of the device's dense-matmul peak) plus the
 environment the numbers were taken in. The same runs from the command line::
 
-    python -m clg_layers.tools.benchmark clginet-tiny clginet-small --sizes 128 256 --threads 2 --json out.json
+    python -m clg_layers.tools.benchmark clginet-tiny clginet-small \\
+        --sizes 128 256 --threads 2 --json out.json
 
 What the numbers mean:
 
@@ -106,7 +107,9 @@ _DTYPE_ALIASES: dict[str, str] = {
     "half": "float16",
 }
 _MEMORY_KINDS: dict[str, str] = {
-    "rss": "peak RSS of a fresh process that ran only this measurement (interpreter, torch and weights included)",
+    "rss": (
+        "peak RSS of a fresh process that ran only this measurement (interpreter, torch and weights included)"
+    ),
     "process_peak_rss": "peak RSS of the whole benchmarking process so far (monotonic: an upper bound)",
     "cuda_max_allocated": "torch.cuda.max_memory_allocated over the timed forward passes",
     "unavailable": "no peak-memory source on this platform",
@@ -664,8 +667,9 @@ def _run_isolated(
                 torch.save(model, spec["module_file"])
             except (pickle.PicklingError, AttributeError, TypeError) as exc:
                 raise TypeError(
-                    f"benchmark: isolate=True pickles the module for the child process and could not ({exc}); "
-                    "pass a zoo name or a module whose class is defined at the top level of an importable module"
+                    "benchmark: isolate=True pickles the module for the child process "
+                    f"and could not ({exc}); pass a zoo name or a module whose class "
+                    "is defined at the top level of an importable module"
                 ) from None
         spec_path.write_text(json.dumps(spec))
         env = dict(os.environ)

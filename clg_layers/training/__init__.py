@@ -11,7 +11,8 @@ try:
     import torchmetrics  # noqa: F401
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        f"clg_layers.training needs the training extra ({err.name} is missing): pip install 'clg-layers[train]'"
+        f"clg_layers.training needs the training extra ({err.name} is missing): "
+        "pip install 'clg-layers[train]'"
     ) from err
 
 from .metrics import EvalReport, evaluate, image_scores, prepare_for_metrics, rgb_to_y

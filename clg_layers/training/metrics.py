@@ -149,7 +149,8 @@ def evaluate(
         device: Where the model runs.
         tile: Tile side for :func:`~clg_layers.tiled_forward` (0: whole images).
         overlap: Tile overlap in pixels.
-        on_image: Optional ``callable(name, input, restored, target)`` called per image (``(C, H, W)`` tensors).
+        on_image: Optional ``callable(name, input, restored, target)`` called per image
+            (``(C, H, W)`` tensors).
 
     Returns:
         An :class:`EvalReport`.

@@ -86,7 +86,8 @@ class TrainConfig:
         min_lr_ratio: Final learning rate as a fraction of ``lr`` (cosine decay).
         grad_clip: Gradient-norm clipping (0: none).
         ema_decay: EMA decay (0: no EMA; the exported weights are then the last ones).
-        degradation: Keyword arguments of the task's degradation (``GaussianNoise``, ``MotionBlur``, ``RainStreaks``).
+        degradation: Keyword arguments of the task's degradation (``GaussianNoise``, ``MotionBlur``,
+            ``RainStreaks``).
         channels: 1 or 3.
         val_every: Validate every this many steps (0: only at the end when there is a ``val`` set).
         val_max_side: Downscale validation images to this longer side (``None``: full size).
@@ -261,7 +262,8 @@ class TrainResult:
 
 
 def make_degradation(task: str, options: Mapping[str, Any] | None = None) -> Any:
-    """The synthetic degradation of a task: ``GaussianNoise`` (sigma 25 by default), ``MotionBlur`` or ``RainStreaks``."""
+    """The synthetic degradation of a task: ``GaussianNoise`` (sigma 25 by default), ``MotionBlur`` or
+    ``RainStreaks``."""
     opts = dict(options or {})
     try:
         if task == "denoise":
@@ -400,7 +402,8 @@ def check_resume(path: str | Path, model: nn.Module, *, task: str | None = None)
 
 
 def export_weights(model: nn.Module, path: str | Path) -> Path:
-    """Write ``model``'s weights with :func:`~clg_layers.save_checkpoint`, atomically (temp file + ``os.replace``)."""
+    """Write ``model``'s weights with :func:`~clg_layers.save_checkpoint`, atomically
+    (temp file + ``os.replace``)."""
     from ..models import save_checkpoint
 
     path = Path(path)

@@ -43,7 +43,8 @@ LOSSES: tuple[str, ...] = ("l1", "charbonnier", "psnr")
 def restoration_loss(
     kind: str, restored: torch.Tensor, target: torch.Tensor, *, eps: float = 1e-3
 ) -> torch.Tensor:
-    """L1, Charbonnier (``sqrt(d² + eps²)``, Restormer/MPRNet) or PSNR loss (``10·log10(MSE)`` per image, NAFNet).
+    """L1, Charbonnier (``sqrt(d² + eps²)``, Restormer/MPRNet) or PSNR loss (``10·log10(MSE)`` per
+    image, NAFNet).
 
     torchmetrics has metrics, not training losses, hence these few lines.
 
@@ -232,7 +233,8 @@ class RestorationTask(L.LightningModule):
         write_image(path, ImageData(tensor=strip[None], alpha=None, bit_depth=8))
 
     def _progress(self, step: int) -> float:
-        """Fraction of the run done after ``step`` optimiser steps (steps, or time when only ``max_time`` is set)."""
+        """Fraction of the run done after ``step`` optimiser steps (steps, or time when only
+        ``max_time`` is set)."""
         trainer = self.trainer
         warm = self.hparams.warmup_steps
         if trainer.max_steps and trainer.max_steps > 0:
@@ -293,7 +295,8 @@ class RestorationDataModule(L.LightningDataModule):
         self.schedule, self.steps, self.seed, self.num_workers = schedule, int(steps), seed, int(num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        """Whole batches ``(input, target)``, ``(B, C, P, P)``, for steps from the trainer's current step on."""
+        """Whole batches ``(input, target)``, ``(B, C, P, P)``, for steps from the trainer's current
+        step on."""
         trainer = getattr(self, "trainer", None)
         start = trainer.global_step if trainer is not None else 0
         rank = trainer.global_rank if trainer is not None else 0
