@@ -209,6 +209,56 @@ def test_any_activation_can_be_replaced_by_a_stock_one(name: str, mode: str) -> 
     out = run(model, args, mode)
     assert out.shape == reference.shape
     assert not torch.allclose(out, reference, rtol=1e-4, atol=1e-5)
+    # ... and the swapped model computes the same in every mode (eval with autograd on as the reference)
+    if mode != "train":
+        torch.testing.assert_close(out, run(model, args, "eval"), rtol=1e-4, atol=1e-5)
+
+
+SINGLE_SWAPS = [
+    ("CNNLayer", "conv_a", nn.Identity),
+    ("CNNLayer", "conv_b", nn.Identity),
+    ("TransformerLayer", "norm1", nn.Identity),
+    ("TransformerLayer", "norm2", nn.Identity),
+    ("TransformerLayer", "drop_path", lambda: nn.Dropout(0.0)),
+    ("TransformerLayer", "attn.q_dw", nn.Identity),
+    ("DBPA", "v_dw", lambda: nn.Conv2d(8, 8, 3, padding=1, groups=8)),
+    ("CouplingBlock", "cnn2.conv_a", nn.Identity),
+    ("HybridGatedUnit", "hgu.spatial_gate", nn.Identity),
+    ("HybridGatedUnit", "hgu.proj.1", lambda: nn.Conv2d(4, 8, 3, padding=1)),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "child", "make"), SINGLE_SWAPS, ids=[f"{n}.{c}" for n, c, _ in SINGLE_SWAPS]
+)
+def test_one_child_swapped_keeps_inputs_intact_and_paths_equal(
+    name: str, child: str, make: Callable[[], nn.Module]
+) -> None:
+    """A child replaced by another module (an identity, another kernel size) in inference mode: the
+    layer takes its plain path, leaves its inputs untouched and computes what eval with autograd does."""
+    model, args = built(name)
+    parent_name, _, attr = child.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, make())
+    reference = run(model, args, "eval")
+    saved = [a.clone() for a in args]
+    out = run(model, args, "inference")
+    for a, s in zip(args, saved):
+        assert torch.equal(a, s)
+    torch.testing.assert_close(out, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_banded_dbpa_keeps_the_autocast_dtype() -> None:
+    m = wake(cl.DBPA(8, num_heads=2, window_size=4)).eval()
+    x = torch.randn(1, 8, 40, 12)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        whole = m(x)
+        m.band_bytes = 1
+        banded = m(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = m(x)
+    assert banded.dtype == whole.dtype == plain.dtype == torch.bfloat16
+    torch.testing.assert_close(banded, plain.detach(), rtol=0.05, atol=0.05)
 
 
 # ---------------------------------------------------------------------------------------------

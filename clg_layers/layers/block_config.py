@@ -21,10 +21,12 @@ COUPLING_MODES: tuple[str, ...] = ("concat", "none")
 class BlockConfig:
     """Every option of a :class:`~clg_layers.CouplingBlock` except its width.
 
-    One object is handed down :class:`~clg_layers.CouplingBlock` →
-    :class:`~clg_layers.TransformerLayer` / :class:`~clg_layers.CNNLayer` →
-    :class:`~clg_layers.DBPA` / :class:`~clg_layers.GNFF`; each layer reads the
-    fields it needs, so no option is declared twice. It validates itself on
+    One object is handed down :class:`~clg_layers.CLGINet` →
+    :class:`~clg_layers.CouplingBlock` → :class:`~clg_layers.TransformerLayer`,
+    so no option is re-declared level by level; those layers read the fields
+    they need and pass them to the leaf layers (:class:`~clg_layers.DBPA`,
+    :class:`~clg_layers.GNFF`, :class:`~clg_layers.CNNLayer`) as their own
+    keyword options. A layer ignores the fields it has no use for. It validates itself on
     construction; :meth:`replace` returns a validated copy with some fields
     changed (how :class:`~clg_layers.CLGINet` sets the heads and drop-path
     rate of each block).

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from timm.layers import LayerScale2d
 from torch import nn
@@ -63,12 +61,6 @@ class CNNLayer(nn.Module):
     #: Whether eager inference may take :meth:`_forward_inference`
     #: (see :func:`clg_layers.layers.set_fast_inference`).
     fast_inference: bool = True
-    #: What the inference path assumes: it applies the GELU, the channel weights and γ itself.
-    _inference_children: ClassVar[dict[str, ChildSpec]] = {
-        "act": nn.GELU,
-        "attn": ChannelAttention,
-        "scale": LayerScale2d,
-    }
 
     def __init__(self, dim: int, *, kernel_size: int = 3, reduction: int = 16, groups: int = 1) -> None:
         super().__init__()
@@ -81,6 +73,24 @@ class CNNLayer(nn.Module):
         self.conv_b = _spatial_conv(dim, kernel_size, groups)
         self.attn = ChannelAttention(dim, reduction=reduction)
         self.scale = LayerScale2d(dim, init_values=1.0)
+        # What the inference path assumes: it applies the GELU, the channel weights and γ
+        # itself, and writes into the fresh outputs of the two convolutions.
+        self._inference_children: dict[str, ChildSpec] = {
+            "act": nn.GELU,
+            "attn": ChannelAttention,
+            "scale": LayerScale2d,
+        }
+        for name in ("conv_a", "conv_b"):
+            if groups == 1:
+                self._inference_children[name] = (nn.Conv2d, self.kernel_size)
+            else:
+                self._inference_children.update(
+                    {
+                        name: nn.Sequential,
+                        f"{name}.0": (nn.Conv2d, self.kernel_size),
+                        f"{name}.1": (nn.Conv2d, 1),
+                    }
+                )
         last = self.conv_b[-1] if isinstance(self.conv_b, nn.Sequential) else self.conv_b
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)

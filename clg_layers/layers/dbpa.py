@@ -298,11 +298,9 @@ class DBPA(nn.Module):
           projection band by band, each band's result written over its rows
           of ``q`` (dead once the band is done), so no temporary is larger
           than a band and the output takes no buffer of its own;
-        * the channel map comes from the raw Gram matrix ``q kᵀ`` divided by
-          the outer product of the channel norms, with every head in one
-          block-diagonal ``C×C`` matrix (entries between heads masked to
-          ``-inf``, so exactly 0 after the softmax): no normalised copies of
-          ``q`` and ``k`` and one well-shaped GEMM;
+        * the per-head channel maps are laid out as one block-diagonal
+          ``C×C`` matrix (exact zeros between heads), so ``C = A·v`` is one
+          well-shaped GEMM on the tokens;
         * ``(1 − g)`` is folded into that ``C×C`` matrix, so the mix is one
           ``baddbmm`` that writes the result without a channel-branch temporary.
         """
@@ -332,15 +330,18 @@ class DBPA(nn.Module):
         if rows >= h:
             return tuple(to_tokens(dw(to_nchw(proj(t)))).contiguous() for proj, dw in pairs)  # type: ignore[return-value]
         halo = self.kernel_size // 2
-        out = [t.new_empty(b, h, w, c) for _ in pairs]
+        out: list[torch.Tensor] = []
         for r0 in range(0, h, rows):
             r1 = min(r0 + rows, h)
             lo, hi = max(r0 - halo, 0), min(r1 + halo, h)
             band = t[:, lo:hi]
-            for dst, (proj, dw) in zip(out, pairs):
+            for i, (proj, dw) in enumerate(pairs):
                 # The convolution zero-pads the band like a whole map; rows whose
                 # kernel would reach past the context are cropped off.
-                dst[:, r0:r1] = to_tokens(dw(to_nchw(proj(band))))[:, r0 - lo : r1 - lo]
+                rows_out = to_tokens(dw(to_nchw(proj(band))))[:, r0 - lo : r1 - lo]
+                if len(out) <= i:  # in the dtype the modules return (half precision under autocast)
+                    out.append(rows_out.new_empty(b, h, w, c))
+                out[i][:, r0:r1] = rows_out
         return out[0], out[1], out[2]
 
     def _attend(
@@ -385,24 +386,16 @@ class DBPA(nn.Module):
         return self.proj(y.reshape(b, h, w, c))
 
     def _channel_matrix(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """:func:`channel_attention` of every head as one block-diagonal ``(B, C, C)`` matrix, float32."""
-        b, h, w, c = q.shape
-        d = c // self.num_heads
-        acc = torch.promote_types(q.dtype, torch.float32)
-        with _no_autocast(q.device):
-            q = q.reshape(b, h * w, c).to(acc)
-            k = k.reshape(b, h * w, c).to(acc)
-            gram = torch.bmm(q.transpose(1, 2), k)  # (B, C, C)
-            # The same value as the Gram matrix of F.normalize'd q and k, its 1e-12 floor included.
-            q_norm = torch.linalg.vector_norm(q, dim=1).clamp_min(1e-12)  # (B, C)
-            k_norm = torch.linalg.vector_norm(k, dim=1).clamp_min(1e-12)
-            heads = self.num_heads
-            tau = self.temperature.to(acc).reshape(heads, 1).expand(heads, d).reshape(1, c, 1)
-            logits = gram / (q_norm[:, :, None] * k_norm[:, None, :]) * tau
-            if heads > 1:
-                head = torch.arange(c, device=q.device) // d
-                logits = logits.masked_fill(head[:, None] != head[None, :], float("-inf"))
-            return torch.softmax(logits, dim=-1)
+        """:func:`channel_attention` of every head as one block-diagonal ``(B, C, C)`` matrix, float32.
+
+        Entries between channels of different heads are exactly 0, so
+        ``v @ attnᵀ`` mixes channels only within a head, in one GEMM whose
+        output is already in token layout.
+        """
+        a = channel_attention(q, k, self.temperature, self.num_heads)  # (B, heads, d, d)
+        b, heads, d, _ = a.shape
+        eye = torch.eye(heads, dtype=a.dtype, device=a.device)
+        return torch.einsum("bhij,hg->bhigj", a, eye).reshape(b, heads * d, heads * d)
 
     def extra_repr(self) -> str:
         return (

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_input, check_int
-from ._inference import use_inference_path
+from ._inference import transformed, use_inference_path
 
 __all__ = ["HybridGatedUnit", "pool_to", "upsample_to"]
 
@@ -121,7 +121,8 @@ class HybridGatedUnit(nn.Module):
             Tensor of shape ``(B, out_dim, H_0, W_0)``.
         """
         self._check(features)
-        if use_inference_path(self, features[0], self._inference_children):
+        plain_tensors = not any(transformed(f) for f in features[1:])
+        if plain_tensors and use_inference_path(self, features[0], self._inference_children):
             return self._forward_inference(features)
         f0, n = features[0], len(features)
         p = [upsample_to(proj(pool_to(f, f0)), f0) for f, proj in zip(features, self.proj)]  # p_i
@@ -131,7 +132,8 @@ class HybridGatedUnit(nn.Module):
         s = p[0] + p[1]
         for i in range(2, n):
             s = s.add_(p[i])
-        a = torch.softmax(self.select(s.mean((2, 3), keepdim=True)).unflatten(1, (n, self.out_dim)), dim=1)
+        logits = self.select(s.mean((2, 3), keepdim=True)).unflatten(1, (n, self.out_dim))
+        a = torch.softmax(logits, dim=1).to(s.dtype)  # CUDA autocast runs softmax in float32
         m = torch.sigmoid(self.spatial_gate(s))
         fused = p[0] * a[:, 0]
         for i in range(1, n):
@@ -176,7 +178,8 @@ class HybridGatedUnit(nn.Module):
         s = p(0) + p(1)
         for i in range(2, n):
             s.add_(p(i))
-        a = torch.softmax(self.select(s.mean((2, 3), keepdim=True)).unflatten(1, (n, self.out_dim)), dim=1)
+        logits = self.select(s.mean((2, 3), keepdim=True)).unflatten(1, (n, self.out_dim))
+        a = torch.softmax(logits, dim=1).to(s.dtype)  # CUDA autocast runs softmax in float32
         m = self.spatial_gate(s).sigmoid_()
         del s
         # Σ a_i ⊙ p_i accumulates into p_1's buffer, and the blend writes into it too.

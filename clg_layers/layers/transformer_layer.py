@@ -9,7 +9,7 @@ import torch.fx
 from timm.layers import DropPath, LayerNorm, LayerScale
 from torch import nn
 
-from ._checks import check_input, check_int
+from ._checks import check_divisible, check_input, check_int
 from ._inference import ChildSpec, use_inference_path
 from ._shapes import band_rows, holds_result, restore_format, to_nchw, to_tokens
 from .block_config import BlockConfig, resolve
@@ -26,7 +26,7 @@ class TransformerLayer(nn.Module):
 
     ``x ← x + DropPath(γ₁ ⊙ DBPA(LN(x)))``, then
     ``x ← x + DropPath(γ₂ ⊙ GNFF(LN(x)))``. ``LN`` normalises over channels at
-    every pixel; ``γ₁, γ₂`` are per-channel scales (:class:`LayerScale`) that
+    every pixel; ``γ₁, γ₂`` are per-channel scales (timm's ``LayerScale``) that
     start at one. The last projection of each branch (DBPA's ``proj``, GNFF's
     ``fc2``) starts at zero, so a fresh layer is the identity while those
     projections get a gradient from the first step, and the rest of each
@@ -88,7 +88,7 @@ class TransformerLayer(nn.Module):
         super().__init__()
         cfg = resolve("TransformerLayer", config, options)
         self.dim = check_int("TransformerLayer", "dim", dim)
-        cfg.check_width("TransformerLayer", dim)
+        check_divisible("TransformerLayer", "dim", dim, "num_heads", cfg.num_heads)
         self.attn = DBPA(
             dim,
             num_heads=cfg.num_heads,
@@ -109,6 +109,8 @@ class TransformerLayer(nn.Module):
             if last.bias is not None:
                 nn.init.zeros_(last.bias)
         self.drop_path = DropPath(cfg.drop_path) if cfg.drop_path > 0 else nn.Identity()
+        # The inference path skips drop_path (it only runs when drop path is inactive).
+        self._inference_children = {**self._inference_children, "drop_path": type(self.drop_path)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer: both pre-norm residual branches, in order.

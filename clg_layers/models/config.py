@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,7 @@ _OWNER = "CLGINetConfig"
 
 def _per_level(name: str, value: object) -> tuple[int, ...]:
     """Expand an int to one copy per level, or check that a sequence has one positive int per level."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         value = (value,) * LEVELS
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise TypeError(f"{_OWNER}: `{name}` must be an int or a sequence of {LEVELS} ints, got {value!r}")
