@@ -20,8 +20,7 @@ from .registry import register_model
 
 __all__ = ["FUSION_MODES", "VARIANTS", "CLGINet", "Variant", "clginet_base", "clginet_small", "clginet_tiny"]
 
-_LEVELS = LEVELS  # three encoder levels and the bottleneck
-_SIZE_MULTIPLE = 2 ** (_LEVELS - 1)  # what three 2× downsamplings need
+_SIZE_MULTIPLE = 2 ** (LEVELS - 1)  # what three 2× downsamplings need
 _MIN_BOTTLENECK = 2  # the smallest bottleneck side, in pixels (inputs are padded up to 16×16)
 
 
@@ -212,17 +211,17 @@ class CLGINet(nn.Module):
             )
 
         self.embed = nn.Conv2d(cfg.in_chans, cfg.dim, 3, padding=1)
-        self.encoders = nn.ModuleList(stage(level, cfg.depths[level]) for level in range(_LEVELS - 1))
-        self.downs = nn.ModuleList(_Downsample(widths[level]) for level in range(_LEVELS - 1))
-        self.bottleneck = stage(_LEVELS - 1, cfg.depths[-1])
+        self.encoders = nn.ModuleList(stage(level, cfg.depths[level]) for level in range(LEVELS - 1))
+        self.downs = nn.ModuleList(_Downsample(widths[level]) for level in range(LEVELS - 1))
+        self.bottleneck = stage(LEVELS - 1, cfg.depths[-1])
         # Decoder modules are listed deepest first, in the order they run.
-        decoder_levels = range(_LEVELS - 2, -1, -1)
+        decoder_levels = range(LEVELS - 2, -1, -1)
         self.ups = nn.ModuleList(_Upsample(widths[level + 1]) for level in decoder_levels)
         # fusion="add" builds no fusion modules at all (no parameter without a gradient).
         self.fusions: nn.ModuleList | None = None
         if cfg.fusion == "hgu":
             self.fusions = nn.ModuleList(
-                HybridGatedUnit([widths[level], *widths[: _LEVELS - 1]], widths[level])
+                HybridGatedUnit([widths[level], *widths[: LEVELS - 1]], widths[level])
                 for level in decoder_levels
             )
         self.decoders = nn.ModuleList(stage(level, cfg.depths[level]) for level in decoder_levels)
@@ -265,8 +264,8 @@ class CLGINet(nn.Module):
         f = self._run(self.bottleneck, f)
         for i, (up, decoder) in enumerate(zip(self.ups, self.decoders)):
             u = up(f)
-            # Decoder i runs at encoder level _LEVELS - 2 - i (deepest first).
-            f = self.fusions[i]([u, *skips]) if self.fusions is not None else u + skips[_LEVELS - 2 - i]
+            # Decoder i runs at encoder level LEVELS - 2 - i (deepest first).
+            f = self.fusions[i]([u, *skips]) if self.fusions is not None else u + skips[LEVELS - 2 - i]
             f = self._run(decoder, f)
         f = self._run(self.refinement, f)
         out = crop_like(self.head(f), x)
