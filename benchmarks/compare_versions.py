@@ -84,7 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument(
+        "--tune-allocator",
+        action="store_true",
+        help="apply clg_layers.tools.allocator.tune_allocator() first, as `clg-layers train` does",
+    )
     args = parser.parse_args(argv)
+    if args.tune_allocator:
+        from clg_layers.tools.allocator import tune_allocator
+
+        if not tune_allocator():
+            raise SystemExit("compare_versions: tune_allocator() did not apply here")
     torch.set_num_threads(args.threads)
     old = import_baseline(args.baseline)
     m_old, m_new = paired_models(old, args.model, seed=0)

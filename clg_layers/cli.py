@@ -185,8 +185,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         _builder(config.model)
     except ValueError as err:
         return _error(str(err), EXIT_USAGE)
+    from .tools.allocator import tune_allocator
     from .training import train
 
+    tune_allocator()  # this command owns its process (see clg_layers.tools.allocator)
     try:
         result = train(config)
     except FileNotFoundError as err:
@@ -264,7 +266,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main as demo_main
+    from .tools.allocator import tune_allocator
 
+    tune_allocator()  # the demo trains, and owns its process (see clg_layers.tools.allocator)
     return demo_main(args=args)
 
 
