@@ -7,6 +7,7 @@ from timm.layers import SEModule
 from torch import nn
 
 from ._checks import check_input, check_int
+from ._init import factory_kwargs, reset_children
 
 __all__ = ["ChannelAttention"]
 
@@ -28,23 +29,37 @@ class ChannelAttention(SEModule):
     Args:
         dim: Number of channels ``C``.
         reduction: Channel reduction ratio ``r`` of the bottleneck.
+        device: Device of the parameters (``"meta"`` builds them without memory).
+        dtype: Floating-point dtype of the parameters.
 
     Shape:
         - Input: ``(B, C, H, W)``
         - Output: ``(B, C, H, W)``
     """
 
-    def __init__(self, dim: int, *, reduction: int = 16) -> None:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        reduction: int = 16,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        dd = factory_kwargs("ChannelAttention", device, dtype)
         dim = check_int("ChannelAttention", "dim", dim)
         reduction = check_int("ChannelAttention", "reduction", reduction)
         # int / int: exact for huge ``reduction`` (1.0 / 10**400 overflows converting it to float).
-        super().__init__(dim, rd_ratio=1 / reduction)
+        super().__init__(dim, rd_ratio=1 / reduction, **dd)
         # timm's SEModule applies its ReLU in place, on fc1's output: a forward hook
         # that kept that output would find it changed. The map is (B, C/r, 1, 1), so
         # the out-of-place ReLU costs nothing measurable.
         self.act = nn.ReLU()
         self.dim = dim
         self.reduction = reduction
+
+    def reset_parameters(self) -> None:
+        """Re-initialise as the constructor does (PyTorch's defaults of every child)."""
+        reset_children(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Rescale the channels of ``x``: ``y = x ⊙ w(x)`` with ``w`` from :meth:`weights`.

@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from timm.layers import LayerScale2d
 from torch import nn
 
 from ._checks import check_divisible, check_input, check_int
 from ._inference import ChildSpec, use_inference_path
+from ._init import factory_kwargs, reset_children, zero_
 from ._shapes import holds_result
 from .channel_attention import ChannelAttention
 
 __all__ = ["CNNLayer"]
 
 
-def _spatial_conv(dim: int, kernel_size: int, groups: int) -> nn.Module:
+def _spatial_conv(dim: int, kernel_size: int, groups: int, dd: dict[str, Any]) -> nn.Module:
     """A ``k×k`` convolution; grouped ones get a 1×1 pointwise conv after them.
 
     With ``groups == dim`` this is a depthwise-separable convolution, the light
     variant a small model wants: channels still mix through the pointwise conv.
     """
-    conv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=groups)
+    conv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=groups, **dd)
     if groups == 1:
         return conv
-    return nn.Sequential(conv, nn.Conv2d(dim, dim, 1))
+    return nn.Sequential(conv, nn.Conv2d(dim, dim, 1, **dd))
 
 
 class CNNLayer(nn.Module):
@@ -52,6 +55,8 @@ class CNNLayer(nn.Module):
         groups: Groups of the ``k×k`` convolutions; must divide ``dim``. With
             ``groups > 1`` each is followed by a 1×1 pointwise convolution, so
             ``groups=dim`` gives the depthwise-separable variant for light models.
+        device: Device of the parameters (``"meta"`` builds them without memory).
+        dtype: Floating-point dtype of the parameters.
 
     Shape:
         - Input: ``(B, C, H, W)``
@@ -62,17 +67,27 @@ class CNNLayer(nn.Module):
     #: (see :func:`clg_layers.layers.set_fast_inference`).
     fast_inference: bool = True
 
-    def __init__(self, dim: int, *, kernel_size: int = 3, reduction: int = 16, groups: int = 1) -> None:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        kernel_size: int = 3,
+        reduction: int = 16,
+        groups: int = 1,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
+        dd = factory_kwargs("CNNLayer", device, dtype)
         self.dim = check_int("CNNLayer", "dim", dim)
         self.kernel_size = check_int("CNNLayer", "kernel_size", kernel_size, odd=True)
         self.groups = check_int("CNNLayer", "groups", groups)
         check_divisible("CNNLayer", "dim", dim, "groups", groups)
-        self.conv_a = _spatial_conv(dim, kernel_size, groups)
+        self.conv_a = _spatial_conv(dim, kernel_size, groups, dd)
         self.act = nn.GELU()
-        self.conv_b = _spatial_conv(dim, kernel_size, groups)
-        self.attn = ChannelAttention(dim, reduction=reduction)
-        self.scale = LayerScale2d(dim, init_values=1.0)
+        self.conv_b = _spatial_conv(dim, kernel_size, groups, dd)
+        self.attn = ChannelAttention(dim, reduction=reduction, **dd)
+        self.scale = LayerScale2d(dim, init_values=1.0, **dd)
         # What the inference path assumes: it applies the GELU, the channel weights and γ
         # itself, and writes into the fresh outputs of the two convolutions.
         self._inference_children: dict[str, ChildSpec] = {
@@ -91,13 +106,27 @@ class CNNLayer(nn.Module):
                         f"{name}.1": (nn.Conv2d, 1),
                     }
                 )
-        last = self.conv_b[-1] if isinstance(self.conv_b, nn.Sequential) else self.conv_b
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
+        self._zero_init()
+
+    def _zero_init(self) -> None:
+        # The branch's last convolution starts at zero: the layer starts as the identity.
+        zero_(self.conv_b[-1] if isinstance(self.conv_b, nn.Sequential) else self.conv_b)
         # The channel attention then first sees a near-zero map, where each reduction unit is just its
         # bias: a zero bias (not a random one, negative for half the units) keeps its ReLUs from all
         # starting dead.
-        nn.init.zeros_(self.attn.fc1.bias)
+        fc1 = getattr(self.attn, "fc1", None)
+        if isinstance(getattr(fc1, "bias", None), torch.Tensor):
+            with torch.no_grad():
+                fc1.bias.zero_()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise as the constructor does: PyTorch's defaults, then the zero-started ``conv_b``.
+
+        The last convolution of the branch and the channel attention's first
+        bias are zero, the layer scale ``γ`` is one.
+        """
+        reset_children(self)
+        self._zero_init()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer: ``y = x + γ ⊙ CA(conv_b(GELU(conv_a(x))))``.

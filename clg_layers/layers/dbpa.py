@@ -2,24 +2,92 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
+from typing import Any
 
 import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ._checks import check_bool, check_choice, check_divisible, check_input, check_int
-from ._inference import use_inference_path
+from ._inference import transformed, use_inference_path
+from ._init import factory_kwargs, reset_children
 from ._shapes import band_rows, crop, known_zero, restore_format, to_nchw, to_tokens
 from .block_config import DBPA_FUSIONS
 
-__all__ = ["DBPA", "DBPA_FUSIONS", "channel_attention", "heads_first", "window_attention"]
+__all__ = [
+    "DBPA",
+    "DBPA_FUSIONS",
+    "channel_attention",
+    "fused_attention_enabled",
+    "heads_first",
+    "set_fused_attention",
+    "window_attention",
+]
+
+# The process-wide choice of fused attention kernels (compare timm's ``set_fused_attn``); the
+# environment variable sets its start value.
+_FUSED_ATTENTION = os.environ.get("CLG_LAYERS_FUSED_ATTENTION", "1").strip().lower() not in (
+    "0",
+    "false",
+    "no",
+)
 
 
-def _depthwise(dim: int, kernel_size: int, bias: bool) -> nn.Conv2d:
+def set_fused_attention(enabled: bool) -> None:
+    """Allow or forbid the fused scaled-dot-product-attention kernels in every DBPA of the process.
+
+    The fused kernels (flash attention on CPU and CUDA, memory-efficient
+    attention on CUDA) have no derivative of their backward pass, so a second
+    backward through them (``torch.autograd.grad(..., create_graph=True)``
+    followed by another backward: gradient penalties, Jacobian regularisers,
+    gradient-step denoisers) fails. Off, window attention runs PyTorch's
+    ``MATH`` kernel, which supports any order of autograd, at the cost of the
+    ``(w², w²)`` attention matrix of every window and head held for the
+    backward pass. ``torch.func`` transforms and forward-mode AD pick the
+    ``MATH`` kernel by themselves (see :func:`window_attention`); only
+    double backward needs this switch, set before the forward pass. Per
+    module: ``dbpa.fused_attn = False``. The start value comes from the
+    environment variable ``CLG_LAYERS_FUSED_ATTENTION`` (``0`` turns the
+    fused kernels off).
+
+    Args:
+        enabled: ``True`` (the default) allows the fused kernels.
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_fused_attention: `enabled` must be a bool, got {type(enabled).__name__}")
+    global _FUSED_ATTENTION
+    _FUSED_ATTENTION = enabled
+
+
+def fused_attention_enabled() -> bool:
+    """Whether the process-wide switch allows fused attention kernels (:func:`set_fused_attention`)."""
+    return _FUSED_ATTENTION
+
+
+def _forward_ad_dual(x: torch.Tensor) -> bool:
+    """Whether ``x`` carries a forward-mode tangent (``torch.autograd.forward_ad``)."""
+    return torch.autograd.forward_ad.unpack_dual(x).tangent is not None
+
+
+def _attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, fused: bool
+) -> torch.Tensor:
+    """``softmax(q kᵀ / √d + mask) v`` on a kernel that supports the autograd this call needs."""
+    if torch.compiler.is_compiling():
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    if fused and _FUSED_ATTENTION and not any(transformed(z) or _forward_ad_dual(z) for z in (q, k, v)):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    with sdpa_kernel(SDPBackend.MATH):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def _depthwise(dim: int, kernel_size: int, bias: bool, dd: dict[str, Any]) -> nn.Conv2d:
     """A depthwise ``k×k`` convolution that keeps the map size."""
-    return nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim, bias=bias)
+    return nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim, bias=bias, **dd)
 
 
 def window_attention(
@@ -29,6 +97,8 @@ def window_attention(
     num_heads: int,
     window_size: int,
     pad_value: float = 0.0,
+    *,
+    fused: bool = True,
 ) -> torch.Tensor:
     """Multi-head self-attention among the tokens of each non-overlapping ``w×w`` window.
 
@@ -36,7 +106,11 @@ def window_attention(
     right with ``pad_value``; the padded keys are masked out (they get exactly
     zero attention weight) and the padded queries cropped off, so the value
     written never reaches the output. Attention runs through
-    :func:`torch.nn.functional.scaled_dot_product_attention`. ``torch.fx``
+    :func:`torch.nn.functional.scaled_dot_product_attention`: on its fused
+    kernels by default, on its ``MATH`` kernel (any order of autograd) when
+    ``fused=False``, when :func:`set_fused_attention` turned them off, inside
+    ``torch.func`` transforms (``jvp``, ``jacrev``, ``jacfwd``, ``hessian``,
+    ``vmap``) and for inputs with forward-mode tangents. ``torch.fx``
     traces this function as one leaf call.
 
     Args:
@@ -44,6 +118,7 @@ def window_attention(
         num_heads: Heads; must divide ``C``.
         window_size: Window side ``w``.
         pad_value: Value of the padded entries of ``q, k, v``.
+        fused: Allow the fused attention kernels (see :func:`set_fused_attention`).
 
     Returns:
         Tokens of shape ``(B, H, W, C)``.
@@ -86,7 +161,7 @@ def window_attention(
         cols = torch.arange(wp, device=q.device).reshape(1, nw, 1, ws) < w
         valid = (rows & cols).reshape(nh * nw, ws * ws)  # (nW, ws²), window-major
         mask = valid.repeat(b, 1)[:, None, None, :]  # (B·nW, 1, 1, ws²): True where a key is a real pixel
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    o = _attention(q, k, v, mask, fused)
     o = o.view(b, nh, nw, heads, ws, ws, d).permute(0, 1, 4, 2, 5, 3, 6)
     o = o.clone(memory_format=torch.contiguous_format).view(b, hp, wp, c)
     if padded:
@@ -187,6 +262,8 @@ class DBPA(nn.Module):
         fusion: How the two projections are mixed, one of :data:`DBPA_FUSIONS`:
             ``"gate"`` or ``"sum"``. Ignored (and the gate not built) when one
             of them is off.
+        device: Device of the parameters (``"meta"`` builds them without memory).
+        dtype: Floating-point dtype of the parameters.
 
     Shape:
         - Input: ``(B, C, H, W)``, any ``H, W >= 1``
@@ -196,6 +273,8 @@ class DBPA(nn.Module):
     #: Whether eager inference may take :meth:`_forward_inference` (see
     #: :func:`clg_layers.layers.set_fast_inference` for the process-wide switch).
     fast_inference: bool = True
+    #: Whether window attention may use the fused kernels (see :func:`set_fused_attention`).
+    fused_attn: bool = True
     #: Target size in bytes of one band's temporaries (about five ``C``-wide maps)
     #: in the inference path; maps of at least two such bands are processed band
     #: by band. ``0`` turns banding off.
@@ -212,8 +291,11 @@ class DBPA(nn.Module):
         spatial: bool = True,
         channel: bool = True,
         fusion: str = "gate",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        dd = factory_kwargs("DBPA", device, dtype)
         self.dim = check_int("DBPA", "dim", dim)
         self.num_heads = check_int("DBPA", "num_heads", num_heads)
         check_divisible("DBPA", "dim", dim, "num_heads", num_heads)
@@ -228,18 +310,20 @@ class DBPA(nn.Module):
 
         # q, k and v are three modules (not one 3C-wide projection): LoRA and other
         # per-module tools can target them separately, and no temporary is wider than C.
-        self.q = nn.Linear(dim, dim, bias=bias)
-        self.k = nn.Linear(dim, dim, bias=bias)
-        self.v = nn.Linear(dim, dim, bias=bias)
-        self.q_dw = _depthwise(dim, self.kernel_size, bias)
-        self.k_dw = _depthwise(dim, self.kernel_size, bias)
-        self.v_dw = _depthwise(dim, self.kernel_size, bias)
+        self.q = nn.Linear(dim, dim, bias=bias, **dd)
+        self.k = nn.Linear(dim, dim, bias=bias, **dd)
+        self.v = nn.Linear(dim, dim, bias=bias, **dd)
+        self.q_dw = _depthwise(dim, self.kernel_size, bias, dd)
+        self.k_dw = _depthwise(dim, self.kernel_size, bias, dd)
+        self.v_dw = _depthwise(dim, self.kernel_size, bias, dd)
         if channel:
-            self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+            self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1, **dd))
         if spatial and channel and fusion == "gate":
             hidden = max(dim // 4, 4)
-            self.gate = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, dim, 1))
-        self.proj = nn.Linear(dim, dim, bias=bias)
+            self.gate = nn.Sequential(
+                nn.Conv2d(dim, hidden, 1, **dd), nn.ReLU(), nn.Conv2d(hidden, dim, 1, **dd)
+            )
+        self.proj = nn.Linear(dim, dim, bias=bias, **dd)
         # Value written into the padded border of q/k/v before window attention.
         # It never reaches the output (padded keys are masked, padded queries
         # cropped); tests change it to prove exactly that.
@@ -252,6 +336,13 @@ class DBPA(nn.Module):
             **dict.fromkeys(("q", "k", "v", "proj"), nn.Linear),
             **dict.fromkeys(("q_dw", "k_dw", "v_dw"), (nn.Conv2d, k)),
         }
+
+    def reset_parameters(self) -> None:
+        """Re-initialise as the constructor does: PyTorch's defaults for the projections, ``τ = 1``."""
+        reset_children(self)
+        if self.channel:
+            with torch.no_grad():
+                self.temperature.fill_(1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply dynamic bi-projected attention: the equations of the class docstring, in order.
@@ -270,8 +361,10 @@ class DBPA(nn.Module):
         q = to_tokens(self.q_dw(to_nchw(self.q(t))))  # q = DWConv_k(Conv1×1(x))
         k = to_tokens(self.k_dw(to_nchw(self.k(t))))
         v = to_tokens(self.v_dw(to_nchw(self.v(t))))
-        if self.spatial:
-            s = window_attention(q, k, v, self.num_heads, self.window_size, self.pad_value)  # S
+        if self.spatial:  # S
+            s = window_attention(
+                q, k, v, self.num_heads, self.window_size, self.pad_value, fused=self.fused_attn
+            )
         if self.channel:
             a = channel_attention(q, k, self.temperature, self.num_heads)  # A: (B, heads, d, d)
             c = heads_first(v, self.num_heads) @ a.to(v.dtype).transpose(-1, -2)  # C = A·v per head
@@ -372,7 +465,9 @@ class DBPA(nn.Module):
             v_flat = v.reshape(b, h * w, c)
             attn = attn.to(v.dtype)  # (B, C_out, C_in)
         if self.spatial:
-            s = window_attention(q, k, v, self.num_heads, self.window_size, self.pad_value)
+            s = window_attention(
+                q, k, v, self.num_heads, self.window_size, self.pad_value, fused=self.fused_attn
+            )
         if not (self.spatial and self.channel):
             y = s if self.spatial else torch.bmm(v_flat, attn.transpose(1, 2))
             return self.proj(y.reshape(b, h, w, c))

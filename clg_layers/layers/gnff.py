@@ -7,6 +7,7 @@ import torch.fx
 from torch import nn
 
 from ._checks import check_bool, check_input, check_int, check_positive_float
+from ._init import factory_kwargs, reset_children
 from ._shapes import restore_format, to_nchw, to_tokens
 
 torch.fx.wrap("restore_format")
@@ -32,6 +33,8 @@ class GNFF(nn.Module):
         dim: Number of channels ``C``.
         expansion: Hidden expansion ratio ``γ``; ``E = max(round(γ·C), 1)``.
         bias: Whether the projections and convolutions carry a bias.
+        device: Device of the parameters (``"meta"`` builds them without memory).
+        dtype: Floating-point dtype of the parameters.
 
     Shape:
         - Input: ``(B, C, H, W)``
@@ -41,18 +44,31 @@ class GNFF(nn.Module):
     #: Rows of context the 5×5 depthwise convolution reads above and below an output row.
     halo: int = 2
 
-    def __init__(self, dim: int, *, expansion: float = 2.66, bias: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        *,
+        expansion: float = 2.66,
+        bias: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
+        dd = factory_kwargs("GNFF", device, dtype)
         self.dim = check_int("GNFF", "dim", dim)
         self.expansion = check_positive_float("GNFF", "expansion", expansion)
         check_bool("GNFF", "bias", bias)
         self.hidden = hidden = max(round(self.expansion * dim), 1)
-        self.fc1_a = nn.Linear(dim, hidden, bias=bias)
-        self.fc1_b = nn.Linear(dim, hidden, bias=bias)
-        self.dw3 = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, bias=bias)
-        self.dw5 = nn.Conv2d(hidden, hidden, 5, padding=2, groups=hidden, bias=bias)
+        self.fc1_a = nn.Linear(dim, hidden, bias=bias, **dd)
+        self.fc1_b = nn.Linear(dim, hidden, bias=bias, **dd)
+        self.dw3 = nn.Conv2d(hidden, hidden, 3, padding=1, groups=hidden, bias=bias, **dd)
+        self.dw5 = nn.Conv2d(hidden, hidden, 5, padding=2, groups=hidden, bias=bias, **dd)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim, bias=bias)
+        self.fc2 = nn.Linear(hidden, dim, bias=bias, **dd)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise as the constructor does (PyTorch's defaults of every child)."""
+        reset_children(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the feed-forward network.

@@ -11,6 +11,7 @@ from torch import nn
 
 from ._checks import check_input, check_int
 from ._inference import transformed, use_inference_path
+from ._init import factory_kwargs, reset_children
 
 __all__ = ["HybridGatedUnit", "pool_to", "upsample_to"]
 
@@ -69,6 +70,8 @@ class HybridGatedUnit(nn.Module):
         out_dim: Channels of the output.
         reduction: Reduction ratio of the channel-selection MLP; its hidden
             width is ``max(out_dim // reduction, 4)``.
+        device: Device of the parameters (``"meta"`` builds them without memory).
+        dtype: Floating-point dtype of the parameters.
 
     Shape:
         - Input: a sequence of ``len(in_dims)`` tensors, ``(B, in_dims[i], H_i, W_i)``
@@ -84,8 +87,17 @@ class HybridGatedUnit(nn.Module):
     #: so by default it is kept for maps of 128 MiB and more (about 1024² and up).
     lean_bytes: int = 128 * 2**20
 
-    def __init__(self, in_dims: Sequence[int], out_dim: int, *, reduction: int = 4) -> None:
+    def __init__(
+        self,
+        in_dims: Sequence[int],
+        out_dim: int,
+        *,
+        reduction: int = 4,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
         super().__init__()
+        dd = factory_kwargs("HybridGatedUnit", device, dtype)
         if isinstance(in_dims, (str, bytes)) or not isinstance(in_dims, Sequence):
             raise TypeError(
                 f"HybridGatedUnit: `in_dims` must be a sequence of ints, got {type(in_dims).__name__}"
@@ -98,18 +110,22 @@ class HybridGatedUnit(nn.Module):
         self.out_dim = check_int("HybridGatedUnit", "out_dim", out_dim)
         reduction = check_int("HybridGatedUnit", "reduction", reduction)
         n = len(self.in_dims)
-        self.proj = nn.ModuleList(nn.Conv2d(c, out_dim, 1) for c in self.in_dims)
+        self.proj = nn.ModuleList(nn.Conv2d(c, out_dim, 1, **dd) for c in self.in_dims)
         hidden = max(out_dim // reduction, 4)
         self.select = nn.Sequential(
-            nn.Conv2d(out_dim, hidden, 1), nn.ReLU(), nn.Conv2d(hidden, n * out_dim, 1)
+            nn.Conv2d(out_dim, hidden, 1, **dd), nn.ReLU(), nn.Conv2d(hidden, n * out_dim, 1, **dd)
         )
-        self.spatial_gate = nn.Conv2d(out_dim, out_dim, 7, padding=3, groups=out_dim)
+        self.spatial_gate = nn.Conv2d(out_dim, out_dim, 7, padding=3, groups=out_dim, **dd)
         # What the inference path assumes: 1×1 projections (it may compute each twice)
         # and a convolution gate whose fresh output it overwrites.
         self._inference_children = {
             **{f"proj.{i}": (nn.Conv2d, 1) for i in range(n)},
             "spatial_gate": (nn.Conv2d, 7),
         }
+
+    def reset_parameters(self) -> None:
+        """Re-initialise as the constructor does (PyTorch's defaults of every convolution)."""
+        reset_children(self)
 
     def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         """Fuse ``features`` at the resolution of ``features[0]``.

@@ -11,6 +11,7 @@ from torch import nn
 
 from ._checks import check_divisible, check_input, check_int
 from ._inference import ChildSpec, use_inference_path
+from ._init import factory_kwargs, reset_children, zero_
 from ._shapes import band_rows, holds_result, restore_format, to_nchw, to_tokens
 from .block_config import BlockConfig, resolve
 from .dbpa import DBPA
@@ -56,6 +57,8 @@ class TransformerLayer(nn.Module):
             (for GNFF) and ``drop_path``. ``None`` means the defaults.
         **options: Fields of :class:`~clg_layers.layers.BlockConfig` that
             replace those of ``config``, e.g. ``num_heads=2``.
+        device: Device of the parameters (``"meta"`` builds them without memory).
+        dtype: Floating-point dtype of the parameters.
 
     Shape:
         - Input: ``(B, C, H, W)``
@@ -84,8 +87,17 @@ class TransformerLayer(nn.Module):
         "ffn.fc2": nn.Linear,
     }
 
-    def __init__(self, dim: int, config: BlockConfig | None = None, **options: Any) -> None:
+    def __init__(
+        self,
+        dim: int,
+        config: BlockConfig | None = None,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__()
+        dd = factory_kwargs("TransformerLayer", device, dtype)
         cfg = resolve("TransformerLayer", config, options)
         self.dim = check_int("TransformerLayer", "dim", dim)
         check_divisible("TransformerLayer", "dim", dim, "num_heads", cfg.num_heads)
@@ -97,20 +109,29 @@ class TransformerLayer(nn.Module):
             spatial=cfg.spatial,
             channel=cfg.channel,
             fusion=cfg.attn_fusion,
+            **dd,
         )
-        self.norm1 = LayerNorm(dim)
-        self.scale1 = LayerScale(dim, init_values=1.0)
-        self.norm2 = LayerNorm(dim)
-        self.ffn = GNFF(dim, expansion=cfg.expansion)
-        self.scale2 = LayerScale(dim, init_values=1.0)
-        # Each branch ends in a zero projection: the layer starts as the identity.
-        for last in (self.attn.proj, self.ffn.fc2):
-            nn.init.zeros_(last.weight)
-            if last.bias is not None:
-                nn.init.zeros_(last.bias)
+        self.norm1 = LayerNorm(dim, **dd)
+        self.scale1 = LayerScale(dim, init_values=1.0, **dd)
+        self.norm2 = LayerNorm(dim, **dd)
+        self.ffn = GNFF(dim, expansion=cfg.expansion, **dd)
+        self.scale2 = LayerScale(dim, init_values=1.0, **dd)
+        self._zero_init()
         self.drop_path = DropPath(cfg.drop_path) if cfg.drop_path > 0 else nn.Identity()
         # The inference path skips drop_path (it only runs when drop path is inactive).
         self._inference_children = {**self._inference_children, "drop_path": type(self.drop_path)}
+
+    def _zero_init(self) -> None:
+        # Each branch ends in a zero projection: the layer starts as the identity.
+        zero_(getattr(self.attn, "proj", None), getattr(self.ffn, "fc2", None))
+
+    def reset_parameters(self) -> None:
+        """Re-initialise as the constructor does: PyTorch's defaults, both branches' last projections zero.
+
+        The norms are ``(1, 0)``, the layer scales one, DBPA's temperatures one.
+        """
+        reset_children(self)
+        self._zero_init()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the layer: both pre-norm residual branches, in order.

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..layers import CouplingBlock, HybridGatedUnit
 from ..layers._checks import check_bool, check_input
+from ..layers._init import factory_kwargs, reset_children
 from ..layers._shapes import crop, known_zero, restore_format, to_channels_last
 from .config import FUSION_MODES, LEVELS, CLGINetConfig
 from .registry import register_model
@@ -112,15 +113,15 @@ torch.fx.wrap("restore_format")
 class _Downsample(nn.Sequential):
     """``Conv3×3(C → C/2)`` then ``PixelUnshuffle(2)``: half the resolution, twice the channels."""
 
-    def __init__(self, dim: int) -> None:
-        super().__init__(nn.Conv2d(dim, dim // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
+    def __init__(self, dim: int, dd: dict[str, Any]) -> None:
+        super().__init__(nn.Conv2d(dim, dim // 2, 3, padding=1, bias=False, **dd), nn.PixelUnshuffle(2))
 
 
 class _Upsample(nn.Sequential):
     """``Conv3×3(C → 2C)`` then ``PixelShuffle(2)``: twice the resolution, half the channels."""
 
-    def __init__(self, dim: int) -> None:
-        super().__init__(nn.Conv2d(dim, dim * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
+    def __init__(self, dim: int, dd: dict[str, Any]) -> None:
+        super().__init__(nn.Conv2d(dim, dim * 2, 3, padding=1, bias=False, **dd), nn.PixelShuffle(2))
 
 
 class CLGINet(nn.Module):
@@ -181,6 +182,11 @@ class CLGINet(nn.Module):
         channel: Use DBPA's channel (transposed) projection in every block.
         attn_fusion: How every DBPA mixes its two projections: ``"gate"`` (the
             default) or ``"sum"`` (:data:`~clg_layers.DBPA_FUSIONS`).
+        device: Device of the parameters, as for ``torch.nn`` layers
+            (``"meta"`` builds them without memory; materialise with
+            ``model.to_empty(device=...)`` then :meth:`reset_parameters`).
+            Not a configuration field: it does not change what the model computes.
+        dtype: Floating-point dtype of the parameters (not a configuration field either).
 
     Shape:
         - Input: ``(B, in_chans, H, W)``, any ``H, W >= 1``
@@ -196,8 +202,16 @@ class CLGINet(nn.Module):
     #: The zoo name this model was built under (set by :func:`~clg_layers.build`).
     model_name: str | None = None
 
-    def __init__(self, config: CLGINetConfig | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: CLGINetConfig | None = None,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **overrides: Any,
+    ) -> None:
         super().__init__()
+        dd = factory_kwargs("CLGINet", device, dtype)
         self.config: CLGINetConfig = _resolve_config(config, overrides)
         cfg = self.config
         self.in_chans, self.out_chans, self.global_residual = cfg.in_chans, cfg.out_chans, cfg.global_residual
@@ -207,27 +221,43 @@ class CLGINet(nn.Module):
 
         def stage(level: int, depth: int) -> nn.Sequential:
             return nn.Sequential(
-                *(CouplingBlock(widths[level], cfg.block_config(level, next(rates))) for _ in range(depth))
+                *(
+                    CouplingBlock(widths[level], cfg.block_config(level, next(rates)), **dd)
+                    for _ in range(depth)
+                )
             )
 
-        self.embed = nn.Conv2d(cfg.in_chans, cfg.dim, 3, padding=1)
+        self.embed = nn.Conv2d(cfg.in_chans, cfg.dim, 3, padding=1, **dd)
         self.encoders = nn.ModuleList(stage(level, cfg.depths[level]) for level in range(LEVELS - 1))
-        self.downs = nn.ModuleList(_Downsample(widths[level]) for level in range(LEVELS - 1))
+        self.downs = nn.ModuleList(_Downsample(widths[level], dd) for level in range(LEVELS - 1))
         self.bottleneck = stage(LEVELS - 1, cfg.depths[-1])
         # Decoder modules are listed deepest first, in the order they run.
         decoder_levels = range(LEVELS - 2, -1, -1)
-        self.ups = nn.ModuleList(_Upsample(widths[level + 1]) for level in decoder_levels)
+        self.ups = nn.ModuleList(_Upsample(widths[level + 1], dd) for level in decoder_levels)
         # fusion="add" builds no fusion modules at all (no parameter without a gradient).
         self.fusions: nn.ModuleList | None = None
         if cfg.fusion == "hgu":
             self.fusions = nn.ModuleList(
-                HybridGatedUnit([widths[level], *widths[: LEVELS - 1]], widths[level])
+                HybridGatedUnit([widths[level], *widths[: LEVELS - 1]], widths[level], **dd)
                 for level in decoder_levels
             )
         self.decoders = nn.ModuleList(stage(level, cfg.depths[level]) for level in decoder_levels)
         self.refinement = stage(0, cfg.refinement_depth)
         # Default init, not zero: a zero head would block every gradient at the first step.
-        self.head = nn.Conv2d(cfg.dim, cfg.out_chans, 3, padding=1)
+        self.head = nn.Conv2d(cfg.dim, cfg.out_chans, 3, padding=1, **dd)
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every parameter as a fresh build does, in the order the constructor draws them.
+
+        PyTorch's default initialisation for the embedding, resamplers, fusion
+        units and head; every block's own rules (zero-started last projections
+        and coupling, unit layer scales and temperatures). Under the same
+        random seed the parameters are bit-identical to a fresh build's, so a
+        model built with ``device="meta"`` and materialised with
+        ``model.to_empty(device=...)`` then ``model.reset_parameters()`` is the
+        model a fresh build gives.
+        """
+        reset_children(self)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute each coupling block's activations in the backward pass instead of storing them.

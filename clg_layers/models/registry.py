@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
+import torch
 from torch import nn
 
 __all__ = ["build", "list_models", "register_model"]
@@ -88,7 +89,14 @@ def _builder(name: str) -> Builder:
     return _REGISTRY[name]
 
 
-def build(name: str, *, checkpoint: str | Path | None = None, **overrides: Any) -> nn.Module:
+def build(
+    name: str,
+    *,
+    checkpoint: str | Path | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    **overrides: Any,
+) -> nn.Module:
     """Build a registered model by name, optionally loading weights.
 
     Configuration comes, in increasing priority, from the registered variant,
@@ -99,10 +107,14 @@ def build(name: str, *, checkpoint: str | Path | None = None, **overrides: Any) 
         name: A name from :func:`list_models`, e.g. ``"clginet-base"``.
         checkpoint: Optional ``.safetensors``/``.pt``/``.pth`` file to load
             (see :func:`~clg_layers.load_checkpoint`); loading is strict.
+        device: Device to build the parameters on (``"meta"``: without memory;
+            see :meth:`CLGINet.reset_parameters <clg_layers.CLGINet.reset_parameters>`).
+            With a checkpoint, the weights are loaded onto it.
+        dtype: Floating-point dtype of the parameters.
         **overrides: Constructor arguments that replace the variant's.
 
     Returns:
-        The model, in training mode, on the CPU.
+        The model, in training mode, on ``device`` (the CPU by default).
 
     Raises:
         ValueError: For an unknown name (with close matches) or a checkpoint
@@ -119,7 +131,14 @@ def build(name: str, *, checkpoint: str | Path | None = None, **overrides: Any) 
                 f"use build({saved_name!r}, checkpoint=...)"
             )
         overrides = {**saved_config, **overrides}
-    model = fn(**overrides)
+    factory = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+    if checkpoint is not None and str(device).split(":")[0] == "meta":
+        raise ValueError(
+            f"build: cannot load checkpoint {str(checkpoint)!r} into a model on the meta device "
+            "(it holds no memory); build on a real device, or build on meta and load with "
+            "model.load_state_dict(state, assign=True)"
+        )
+    model = fn(**factory, **overrides)  # only passed when given: a registered builder may not take them
     model.model_name = name  # recorded so save_checkpoint can tell build which variant to restore
     if checkpoint is not None:
         load_checkpoint(model, checkpoint, strict=True)
