@@ -89,7 +89,7 @@ def test_build_forwards_device_and_dtype() -> None:
 def test_build_refuses_a_checkpoint_on_meta(tmp_path) -> None:
     path = tmp_path / "w.safetensors"
     cl.save_checkpoint(cl.build("clginet-tiny"), path)
-    with pytest.raises(ValueError, match="build: cannot load checkpoint .* meta device"):
+    with pytest.raises(ValueError, match=r"build: cannot load checkpoint .* meta device"):
         cl.build("clginet-tiny", checkpoint=path, device="meta")
 
 
