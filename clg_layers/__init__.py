@@ -18,7 +18,9 @@ from .layers import (
     HybridGatedUnit,
     TransformerLayer,
     fast_inference_enabled,
+    fused_attention_enabled,
     set_fast_inference,
+    set_fused_attention,
 )
 from .models import (
     CLGINet,
@@ -77,6 +79,7 @@ __all__ = [
     "count_macs",
     "fast_inference_enabled",
     "from_pretrained",
+    "fused_attention_enabled",
     "list_models",
     "load_checkpoint",
     "matmul_peak_gmacs",
@@ -88,5 +91,6 @@ __all__ = [
     "save_checkpoint",
     "save_pretrained",
     "set_fast_inference",
+    "set_fused_attention",
     "tiled_forward",
 ]

@@ -181,15 +181,25 @@ def test_jvp_and_jacrev_match_finite_differences(name: str) -> None:
         )
 
 
-def test_forward_ad_dual_tensors_take_the_math_kernel() -> None:
+@pytest.mark.parametrize("name", list(_LAYERS))
+def test_forward_ad_dual_tensors(name: str) -> None:
     import torch.autograd.forward_ad as fwAD
 
-    module = _randomise(_LAYERS["DBPA"](dtype=torch.float64))
-    x, t = _inputs("DBPA")[0], _inputs("DBPA", seed=1)[0]
+    module = _randomise(_LAYERS[name](dtype=torch.float64))
+    xs, ts = _inputs(name), _inputs(name, seed=1)
     with fwAD.dual_level():
-        tangent = fwAD.unpack_dual(module(fwAD.make_dual(x, t))).tangent
-    _, expected = torch.func.jvp(module, (x,), (t,))
+        duals = [fwAD.make_dual(x, t) for x, t in zip(xs, ts)]
+        tangent = fwAD.unpack_dual(_call(name, module, duals)).tangent
+    _, expected = torch.func.jvp(lambda *a: _call(name, module, list(a)), tuple(xs), tuple(ts))
     torch.testing.assert_close(tangent, expected)
+
+
+def test_network_jvp() -> None:
+    net = _randomise(cl.CLGINet(**_TINY_NET, dtype=torch.float64))
+    x, t = torch.rand(1, 3, 5, 6, dtype=torch.float64), torch.randn(1, 3, 5, 6, dtype=torch.float64)
+    _, tangent = torch.func.jvp(net, (x,), (t,))
+    h = 1e-6
+    torch.testing.assert_close(tangent, (net(x + h * t) - net(x - h * t)) / (2 * h), atol=1e-6, rtol=1e-5)
 
 
 def test_network_gradient_penalty(math_attention: None) -> None:

@@ -5,7 +5,7 @@ from .block_config import COUPLING_MODES, DBPA_FUSIONS, BlockConfig
 from .channel_attention import ChannelAttention
 from .cnn_layer import CNNLayer
 from .coupling_block import CouplingBlock
-from .dbpa import DBPA
+from .dbpa import DBPA, fused_attention_enabled, set_fused_attention
 from .gnff import GNFF
 from .hybrid_gated_unit import HybridGatedUnit
 from .transformer_layer import TransformerLayer
@@ -22,6 +22,8 @@ __all__ = [
     "HybridGatedUnit",
     "TransformerLayer",
     "fast_inference_enabled",
+    "fused_attention_enabled",
     "set_fast_inference",
+    "set_fused_attention",
     "use_inference_path",
 ]
