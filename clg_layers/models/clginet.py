@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -16,6 +16,7 @@ from ..layers import CouplingBlock, HybridGatedUnit
 from ..layers._checks import check_bool, check_input
 from ..layers._init import factory_kwargs, reset_children
 from ..layers._shapes import crop, known_zero, restore_format, to_channels_last
+from . import _features
 from .config import FUSION_MODES, LEVELS, CLGINetConfig
 from .registry import register_model
 
@@ -266,6 +267,174 @@ class CLGINet(nn.Module):
         to about one block's worth per stage, for roughly a third more compute.
         """
         self.grad_checkpointing = check_bool("CLGINet", "enable", enable)
+
+    # ----------------------------------------------------------------------------------------------
+    # timm's model contract: feature levels, intermediates, pruning to an encoder, parameter groups.
+    # The feature levels are the outputs of the three encoder levels and of the bottleneck.
+
+    #: Classes of the classifier: none, a restoration network has no classifier (timm's convention).
+    num_classes: int = 0
+    #: Feature levels this network still computes (lowered by :meth:`prune_intermediate_layers`).
+    _feature_levels: int = LEVELS
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """timm's description of the feature levels, shallowest first (a new list on each access).
+
+        One dict per level: ``num_chs`` (channels: ``C, 2C, 4C, 8C``),
+        ``reduction`` (input side over feature side: 1, 2, 4, 8), ``module``
+        (``"encoders.0"``, ``"encoders.1"``, ``"encoders.2"``, ``"bottleneck"``:
+        the stage whose output it is) and ``index`` (0-3). The encoder levels'
+        outputs are the skip connections the decoder fuses. Pruning
+        (:meth:`prune_intermediate_layers`) leaves it unchanged, as in timm.
+        """
+        return _features.feature_levels(self.config)
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Restore ``x`` and return the multi-scale features of the levels in ``indices`` (timm's API).
+
+        The features are the outputs of the levels listed in
+        :attr:`feature_info` (encoder levels 0-2, bottleneck), in the order
+        they run whatever the order of ``indices``. Each is cropped to the
+        part computed from the image: level ``l`` of an ``H×W`` input is
+        ``ceil(H / 2^l) × ceil(W / 2^l)`` (the network pads to a multiple of 8
+        and at least 16 internally; the padding's share is cut off). The final
+        output is what :meth:`forward` returns, the restored image: it needs
+        the whole network, so with ``intermediates_only=False`` every stage
+        runs and ``stop_early`` changes nothing.
+
+        Args:
+            x: Images of shape ``(B, in_chans, H, W)``.
+            indices: Which levels: ``None`` for all four, an int ``n`` for the
+                last ``n``, or a sequence of level indices (negative ones count
+                from the end).
+            norm: Accepted for timm's API; the network has no final norm, so
+                it changes nothing.
+            stop_early: With ``intermediates_only``, stop after the deepest
+                requested level (the rest of the encoder, the decoder and the
+                head do not run).
+            output_fmt: ``"NCHW"``: features ``(B, C_l, H_l, W_l)`` in ``x``'s
+                memory format; ``"NHWC"``: ``(B, H_l, W_l, C_l)`` views of the
+                network's channels-last maps (no copy when nothing is cropped).
+            intermediates_only: Return the features only.
+
+        Returns:
+            The list of features if ``intermediates_only``, else the tuple
+            ``(restored, features)`` with ``restored`` of shape
+            ``(B, out_chans, H, W)``, equal to ``forward(x)``.
+
+        Raises:
+            TypeError: For a wrong type of ``x``, ``indices`` or a flag.
+            ValueError: For a wrong input shape, an index out of range or an
+                unknown ``output_fmt``.
+            RuntimeError: For ``intermediates_only=False`` on a network whose
+                decoder :meth:`prune_intermediate_layers` removed.
+        """
+        owner = "CLGINet.forward_intermediates"
+        check_input(owner, x, self.in_chans)
+        check_bool(owner, "norm", norm)
+        check_bool(owner, "stop_early", stop_early)
+        check_bool(owner, "intermediates_only", intermediates_only)
+        fmt = _features.check_output_fmt(owner, output_fmt)
+        pruned = isinstance(self.head, _features.PrunedHead)
+        if pruned and not intermediates_only:
+            raise RuntimeError(
+                f"{owner}: the decoder was removed by prune_intermediate_layers(), so there is no "
+                "restored image to return; pass intermediates_only=True"
+            )
+        take, deepest = _features.take_indices(owner, self._feature_levels, indices)
+        run = deepest + 1 if intermediates_only and (stop_early or pruned) else LEVELS
+
+        f = self.embed(to_channels_last(pad_input(x)))
+        skips, features = [], []
+        for level in range(run):
+            if level:
+                f = self.downs[level - 1](f)
+            f = self._run(self.encoders[level] if level < LEVELS - 1 else self.bottleneck, f)
+            if level < LEVELS - 1:
+                skips.append(f)
+            if level in take:
+                features.append(_features.format_feature(f, x, level, fmt))
+        if intermediates_only:
+            return features
+        # The decoder as in forward (tests/test_timm_contract.py checks that the outputs are equal).
+        for i, (up, decoder) in enumerate(zip(self.ups, self.decoders)):
+            u = up(f)
+            f = self.fusions[i]([u, *skips]) if self.fusions is not None else u + skips[LEVELS - 2 - i]
+            f = self._run(decoder, f)
+        f = self._run(self.refinement, f)
+        out = crop_like(self.head(f), x)
+        if self.global_residual:
+            out = x + out
+        return restore_format(out, x), features
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | Sequence[int] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Remove the modules the features in ``indices`` do not need (timm's API), in place.
+
+        The decoder (upsamplings, fusion units, decoder and refinement blocks,
+        output convolution) needs every encoder level and the bottleneck, so
+        it is removed when ``prune_head`` is set or a level is cut; the
+        encoder levels (and downsamplings) beyond the deepest requested level
+        are removed. Afterwards :meth:`forward_intermediates` with
+        ``intermediates_only=True`` returns the same features as before, and
+        :meth:`forward` raises ``RuntimeError``. ``model.config`` still
+        describes the whole network. ``timm.create_model(...,
+        features_only=True)`` calls this.
+
+        Args:
+            indices: The levels to keep, as in :meth:`forward_intermediates`.
+            prune_norm: Accepted for timm's API; there is no final norm.
+            prune_head: Remove the decoder even when every level is kept.
+
+        Returns:
+            The absolute indices of the kept levels, sorted.
+        """
+        owner = "CLGINet.prune_intermediate_layers"
+        check_bool(owner, "prune_norm", prune_norm)
+        check_bool(owner, "prune_head", prune_head)
+        take, deepest = _features.take_indices(owner, self._feature_levels, indices)
+        if prune_head or deepest < LEVELS - 1:
+            self.ups, self.decoders, self.fusions = nn.ModuleList(), nn.ModuleList(), None
+            self.refinement = nn.Sequential()
+            self.head = _features.PrunedHead()
+        if deepest < LEVELS - 1:
+            self.encoders = nn.ModuleList(self.encoders[: deepest + 1])
+            self.downs = nn.ModuleList(self.downs[:deepest])
+            self.bottleneck = nn.Sequential()
+        self._feature_levels = deepest + 1
+        return take
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter groups, in the order the network runs (for layer-wise LR decay).
+
+        ``stem`` is the embedding; ``blocks`` lists the encoder levels (each
+        followed by its downsample), the bottleneck, the decoder levels (each
+        its upsample, fusion unit and blocks), the refinement blocks and the
+        output convolution. ``timm.optim.create_optimizer_v2(model,
+        layer_decay=...)`` then scales the learning rate of group ``i`` of
+        ``n`` by ``layer_decay ** (n - 1 - i)``: the embedding learns slowest,
+        the output convolution at the full rate.
+
+        Args:
+            coarse: One group per stage instead of one per coupling block.
+
+        Returns:
+            ``{"stem": regex, "blocks": [(regex, ordinal), ...]}``.
+        """
+        return _features.group_matcher(self.config, check_bool("CLGINet.group_matcher", "coarse", coarse))
 
     def _run(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled() and len(stage):
