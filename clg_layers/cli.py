@@ -10,8 +10,10 @@ image, a checkpoint that does not fit, a channel mismatch); 2 a usage error
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 __all__ = ["main"]
 
@@ -63,6 +65,31 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _checkpoint_notes() -> Iterator[list[str]]:
+    """Collect what the checkpoint loader logs about the weights it chose (e.g. a ``.ckpt``'s EMA weights)."""
+    from .models import checkpoint
+
+    notes: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            source = getattr(record, checkpoint.SOURCE_LOG_FIELD, None)
+            if source:
+                notes.append(str(source))
+
+    logger = logging.getLogger(checkpoint.__name__)
+    handler, level = _Collect(logging.INFO), logger.level
+    logger.addHandler(handler)
+    if not logger.isEnabledFor(logging.INFO):
+        logger.setLevel(logging.INFO)
+    try:
+        yield notes
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def _cmd_restore(args: argparse.Namespace) -> int:
     import torch
 
@@ -88,11 +115,14 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         return _error(str(err), EXIT_FAILURE)
     try:
-        model = build(args.name, checkpoint=args.checkpoint)
+        with _checkpoint_notes() as notes:
+            model = build(args.name, checkpoint=args.checkpoint)
     except FileNotFoundError as err:
         return _error(str(err), EXIT_FAILURE)
     except (ValueError, TypeError) as err:  # TypeError: a stored config with a wrong type or key
         return _error(f"checkpoint {args.checkpoint!r} does not fit {args.name!r}: {err}", EXIT_FAILURE)
+    for note in notes:  # which weights of a Lightning/EMA checkpoint were loaded
+        print(f"{args.checkpoint}: {note}")
     c = image.tensor.shape[1]
     if c != model.in_chans:
         kind = {1: "grayscale", 3: "RGB"}.get(c, f"{c}-channel")
@@ -304,7 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="model name the checkpoint belongs to, e.g. clginet-tiny")
     p.add_argument("input", help="input image (PNG, JPEG, TIFF, ...; 8/16-bit, gray/RGB, alpha kept)")
     p.add_argument("output", help="output image; the format follows the suffix")
-    p.add_argument("--checkpoint", required=True, help=".safetensors or .pt/.pth weights")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help=".safetensors, .pt/.pth weights or a Lightning .ckpt (its EMA weights when it has them)",
+    )
     p.add_argument("--tile", type=int, default=512, help="tile size for large images; 0 = whole image (512)")
     p.add_argument("--overlap", type=int, default=32, help="overlap between tiles in pixels (32)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cpu)")
@@ -344,7 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="PSNR/SSIM of a checkpoint on a folder of input/ + target/ pairs")
     p.add_argument("--model", required=True, help="model name the checkpoint belongs to")
-    p.add_argument("--checkpoint", required=True, help=".safetensors or .pt/.pth weights")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help=".safetensors, .pt/.pth weights or a Lightning .ckpt (its EMA weights when it has them)",
+    )
     p.add_argument("--data", required=True, metavar="DIR", help="folder holding input/ and target/")
     p.add_argument("--save", default=None, metavar="DIR", help="write the restored images here")
     p.add_argument("--channel", choices=("rgb", "y"), default="rgb", help="measure on RGB or on Y (rgb)")

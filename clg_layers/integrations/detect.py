@@ -102,20 +102,35 @@ _NAME = "CLG-INet detection"
 
 
 def _plain(state: Mapping[str, Any]) -> dict[str, Any]:
-    """Unwrap ``params_ema``/``params``/... and drop ``module.``/``_orig_mod.`` prefixes."""
-    state = _checkpoint.descend_wrappers(state)
+    """Unwrap ``params_ema``/``params``/... or a Lightning checkpoint and drop the wrappers' prefixes.
+
+    ``module.``/``_orig_mod.`` go from every key; the Lightning module prefix
+    ``model.`` goes when every key has it (a Lightning checkpoint's
+    ``state_dict`` on its own, as spandrel's loader hands it over: no CLG-INet
+    key starts with ``model.``).
+    """
     if not isinstance(state, Mapping):
         raise TypeError(
             f"{_NAME}: expected a state dict (a mapping of names to tensors), got {type(state).__name__}"
         )
-    return {_checkpoint.strip_prefixes(str(k)): v for k, v in state.items()}
+    state = _checkpoint.unwrap_weights(state)[0]  # ValueError: a Lightning checkpoint of several modules
+    if not isinstance(state, Mapping):
+        raise TypeError(
+            f"{_NAME}: expected a state dict (a mapping of names to tensors), got {type(state).__name__}"
+        )
+    prefix = _checkpoint.LIGHTNING_MODULE_PREFIX
+    keys = [str(k) for k in state]
+    cut = len(prefix) if keys and all(k.startswith(prefix) for k in keys) else 0
+    return {_checkpoint.strip_prefixes(k[cut:]): v for k, v in zip(keys, state.values())}
 
 
 def is_clginet_state_dict(state: Mapping[str, Any]) -> bool:
     """Whether a state dict has CLG-INet's key structure (cheap: key names only).
 
-    Wrappers (``params_ema``, ``params``, ``state_dict``, ...) and ``module.`` /
-    ``_orig_mod.`` prefixes are looked through. ``True`` does not promise the
+    Wrappers (``params_ema``, ``params``, ``state_dict``, ..., a whole
+    Lightning checkpoint) and ``module.`` / ``_orig_mod.`` prefixes are looked
+    through, and so is the ``model.`` prefix of a Lightning ``state_dict``
+    (every key having it). ``True`` does not promise the
     shapes fit a configuration: :func:`infer_config` checks those and says what
     is wrong.
 
@@ -127,7 +142,7 @@ def is_clginet_state_dict(state: Mapping[str, Any]) -> bool:
     """
     try:
         keys = _plain(state).keys()
-    except TypeError:
+    except (TypeError, ValueError):
         return False
     attn = "encoders.0.0.transformer."
     return all(k in keys for k in _SIGNATURE) and (attn + _FUSED in keys or attn + _SPLIT in keys)

@@ -2,9 +2,9 @@
 
 After :func:`register`, spandrel's ``ModelLoader`` recognises a CLG-INet state
 dict of any configuration (a plain ``torch.save(model.state_dict())``, a
-BasicSR ``params``/``params_ema`` wrapper, or a clg-layers safetensors
-checkpoint) from its keys and shapes alone, and returns an
-``ImageModelDescriptor``::
+BasicSR ``params``/``params_ema`` wrapper, a clg-layers safetensors
+checkpoint, or the Lightning ``.ckpt`` of ``clg-layers train``) from its keys
+and shapes alone, and returns an ``ImageModelDescriptor``::
 
     from clg_layers.integrations.spandrel import register
     from spandrel import ModelLoader
@@ -18,8 +18,17 @@ spandrel hands architectures the tensors only, so ``window_size`` and
 :class:`~clg_layers.CLGINet`'s defaults there (``global_residual=False`` when
 the channel counts differ). :func:`load_file` reads them from the
 ``clg_layers.config`` metadata of checkpoints written by
-:func:`~clg_layers.save_checkpoint`. See :mod:`clg_layers.integrations.detect`
+:func:`~clg_layers.save_checkpoint` and from the ``hyper_parameters`` of
+``clg-layers train``'s Lightning checkpoints. See :mod:`clg_layers.integrations.detect`
 for what is inferred.
+
+The model in the descriptor has spandrel's ``hyperparameters`` (its
+constructor options, :attr:`CLGINet.hyperparameters <clg_layers.CLGINet.hyperparameters>`).
+For a Lightning ``.ckpt``, spandrel's loader takes the checkpoint's
+``state_dict``, which holds the EMA weights when the run had EMA (Lightning's
+``WeightAveraging`` keeps the training weights in ``current_model_state``),
+and the ``model.`` prefix of the training task is looked through;
+:func:`load_file` does the same and also logs which weights it took.
 """
 
 from __future__ import annotations
@@ -70,7 +79,8 @@ class CLGINetArch(Architecture[CLGINet]):
         """Build the model a state dict belongs to and wrap it in a descriptor.
 
         Args:
-            state_dict: A CLG-INet state dict (either DBPA key layout).
+            state_dict: A CLG-INet state dict (either DBPA key layout; a Lightning
+                ``state_dict`` with its ``model.`` prefix is fine too).
 
         Returns:
             A "Restoration" descriptor: scale 1, the model's channel counts,
@@ -144,12 +154,15 @@ def load_file(path: str | Path, *, config: Mapping[str, Any] | None = None) -> I
 
     Like ``spandrel.ModelLoader().load_from_file``, but reads the file the way
     :func:`~clg_layers.load_checkpoint` does (safetensors, or ``torch.load``
-    with ``weights_only=True``; wrappers and prefixes removed) and takes
-    ``window_size``/``global_residual`` from the file's ``clg_layers.config``
-    metadata when it has one.
+    with ``weights_only=True``; wrappers and prefixes removed; a Lightning
+    checkpoint's EMA weights when it has them) and takes
+    ``window_size``/``global_residual`` from the configuration stored with the
+    weights when there is one (:func:`~clg_layers.read_checkpoint_config`: the
+    ``clg_layers.config`` metadata of a safetensors file, the
+    ``hyper_parameters`` of a ``clg-layers train`` ``.ckpt``).
 
     Args:
-        path: A ``.safetensors``/``.pt``/``.pth`` file.
+        path: A ``.safetensors``/``.pt``/``.pth``/``.ckpt`` file.
         config: Settings that override the file's metadata.
 
     Returns:

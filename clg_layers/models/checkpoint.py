@@ -1,15 +1,26 @@
-"""Loading and saving weights: safetensors and ``.pt``/``.pth``, never running code from a file.
+"""Loading and saving weights: safetensors, ``.pt``/``.pth`` and Lightning ``.ckpt``, never running code.
 
-``.pt``/``.pth`` files are read with ``torch.load(..., weights_only=True)``,
-whose unpickler only rebuilds tensors and plain containers: a pickle that
-would import or call anything is refused before it can run. safetensors files
-hold no code at all. The format is recognised from the file's first bytes,
-not its suffix.
+``.pt``/``.pth``/``.ckpt`` files are read with ``torch.load(...,
+weights_only=True)``, whose unpickler only rebuilds tensors and plain
+containers: a pickle that would import or call anything is refused before it
+can run. safetensors files hold no code at all. The format is recognised from
+the file's first bytes, not its suffix.
+
+A Lightning checkpoint (what ``clg-layers train`` writes as
+``checkpoints/last.ckpt``) holds the LightningModule's ``state_dict``, whose
+keys carry the network's attribute name (``model.`` for
+:class:`~clg_layers.training.RestorationTask`). With the EMA callback
+(Lightning's ``WeightAveraging``), ``state_dict`` holds the averaged weights
+and ``current_model_state`` the training weights. The loaders here take the
+network's weights from ``state_dict`` without the prefix, so the EMA weights
+when the run had EMA, and say which set they took (:attr:`LoadReport.source`
+and an ``INFO`` log record of the ``clg_layers.models.checkpoint`` logger).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,7 +33,15 @@ from torch import nn
 
 from .config import CLGINetConfig
 
-__all__ = ["LoadReport", "load_checkpoint", "migrate_state_dict", "read_checkpoint_config", "save_checkpoint"]
+__all__ = [
+    "LIGHTNING_MODULE_PREFIX",
+    "SOURCE_LOG_FIELD",
+    "LoadReport",
+    "load_checkpoint",
+    "migrate_state_dict",
+    "read_checkpoint_config",
+    "save_checkpoint",
+]
 
 #: Keys under which training frameworks nest the weights, in order of preference
 #: (BasicSR's EMA weights ``params_ema`` are the ones to evaluate).
@@ -30,22 +49,42 @@ WRAPPER_KEYS: tuple[str, ...] = ("params_ema", "params", "state_dict", "model_st
 #: Prefixes left by ``DataParallel``/``DistributedDataParallel`` and ``torch.compile``.
 STRIP_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
 
+#: The attribute :class:`~clg_layers.training.RestorationTask` holds the network under: the prefix of
+#: every weight in the ``state_dict`` of a Lightning checkpoint written by ``clg-layers train``.
+LIGHTNING_MODULE_PREFIX = "model."
+
 _META_NAME = "clg_layers.model"
 _META_CONFIG = "clg_layers.config"
+# Keys Lightning writes into every checkpoint; the first one marks the file as Lightning's.
+_LIGHTNING_VERSION = "pytorch-lightning_version"
+_LIGHTNING_WEIGHTS = "state_dict"
+_LIGHTNING_TRAINING_WEIGHTS = "current_model_state"  # WeightAveraging: the non-averaged weights
+_LIGHTNING_HPARAMS = "hyper_parameters"
+
+_LOG = logging.getLogger(__name__)
+#: The attribute of this module's log records that holds :attr:`LoadReport.source`.
+SOURCE_LOG_FIELD = "clg_layers_source"
 
 
 class LoadReport(NamedTuple):
-    """What :func:`load_checkpoint` could not match (all empty after a strict load), and what it migrated.
+    """What :func:`load_checkpoint` could not match (all empty after a strict load), migrated and took.
 
     ``migrated`` lists, one line per kind of change, the older layouts that
     were mapped to the current one (see :func:`migrate_state_dict`); it is
-    empty for a checkpoint written by this version.
+    empty for a checkpoint written by this version. ``source`` says which
+    weights of the file were loaded when it holds more than one set, e.g.
+    ``"Lightning checkpoint: the EMA weights ..."``; it is empty for a plain
+    state dict.
     """
 
     missing: list[str]
     unexpected: list[str]
     mismatched: list[str]
     migrated: list[str] = []  # noqa: RUF012 - a NamedTuple default, never mutated
+    #: Which set of weights was loaded when the file holds more than the network's one set (a
+    #: Lightning checkpoint, with or without EMA weights; a BasicSR file with ``params_ema``);
+    #: empty for a plain state dict.
+    source: str = ""
 
 
 def _split(value: torch.Tensor, parts: int, flatten: bool) -> list[torch.Tensor]:
@@ -162,21 +201,69 @@ def _sniff(path: Path) -> str:
     )
 
 
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    kind = _sniff(path)
+def _load_torch(path: Path, *, mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, with errors that say what was refused.
+
+    Args:
+        path: A torch checkpoint (zip or legacy pickle format, as :func:`_sniff` tells).
+        mmap: Map the tensors' storage instead of reading it (zip format only; for
+            reading the metadata of a large file cheaply).
+
+    Raises:
+        ValueError: If the file is damaged, or is a pickle that is not plain tensors and
+            containers (nothing in it is run; the message names the objects it refers to).
+    """
+    with path.open("rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
     try:
-        if kind == "safetensors":
-            obj: Any = load_file(path, device="cpu")
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and is_zip)
     except Exception as err:
-        what = "a pickle that is not plain tensors and containers (refused, nothing was run)"
-        if kind == "safetensors" or (
-            "weights_only" not in str(err).lower() and "unpickl" not in str(err).lower()
-        ):
-            what = "a damaged or truncated file"
-        raise ValueError(f"load_checkpoint: cannot read {_fmt(path)} as {kind}: {what}. ({err})") from None
-    return _unwrap(obj, path)
+        text = str(err).lower()
+        if "weights_only" not in text and "unpickl" not in text:
+            raise ValueError(
+                f"load_checkpoint: cannot read {_fmt(path)} as torch: a damaged or truncated file. ({err})"
+            ) from None
+        refused = ""
+        if is_zip:
+            try:  # scans the pickle's opcodes; imports and runs nothing
+                names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+            except Exception:  # only the list of names in the message is lost
+                names = []
+            if names:
+                refused = f" It refers to {', '.join(names)}."
+        raise ValueError(
+            f"load_checkpoint: cannot read {_fmt(path)} as torch: a pickle that is not plain tensors and "
+            f"containers (refused, nothing was run).{refused} If it is a Lightning checkpoint whose "
+            "hyper_parameters hold such objects and you trust the file, re-save it without them: "
+            "ckpt = torch.load(path, weights_only=False); del ckpt['hyper_parameters']; "
+            f"torch.save(ckpt, new_path). ({err})"
+        ) from None
+
+
+def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict of a checkpoint file and which weights of the file it is (see :func:`unwrap_weights`).
+
+    Logs the choice (``INFO``) when the file holds more than one set of weights.
+    """
+    kind = _sniff(path)
+    if kind == "safetensors":
+        try:
+            obj: Any = load_file(path, device="cpu")
+        except Exception as err:
+            raise ValueError(
+                f"load_checkpoint: cannot read {_fmt(path)} as safetensors: a damaged or truncated file. "
+                f"({err})"
+            ) from None
+    else:
+        obj = _load_torch(path)
+    state, source = _unwrap(obj, path)
+    if source:
+        _LOG.info("load_checkpoint: %s: %s", path, source, extra={SOURCE_LOG_FIELD: source})
+    return state, source
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    return _read_weights(path)[0]
 
 
 def descend_wrappers(obj: Any) -> Any:
@@ -200,8 +287,83 @@ def strip_prefixes(key: str) -> str:
     return key
 
 
-def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    obj = descend_wrappers(obj)
+def is_lightning_checkpoint(obj: Any) -> bool:
+    """Whether ``obj`` (a loaded file) is a Lightning checkpoint: its version key and a ``state_dict``."""
+    return (
+        isinstance(obj, Mapping)
+        and _LIGHTNING_VERSION in obj
+        and isinstance(obj.get(_LIGHTNING_WEIGHTS), Mapping)
+    )
+
+
+def _lightning_weights(ckpt: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+    """The network's weights in a Lightning checkpoint, without the LightningModule's attribute prefix.
+
+    ``state_dict`` is the LightningModule's: every key starts with the attribute
+    that holds the network (``model.`` in :class:`~clg_layers.training.RestorationTask`).
+    One prefix shared by every key is removed whatever its name; with several
+    modules (a loss network, say), the ``model.`` ones are taken.
+    """
+    state = ckpt[_LIGHTNING_WEIGHTS]
+    modules = sorted({str(key).split(".", 1)[0] for key in state})
+    prefix = LIGHTNING_MODULE_PREFIX
+    ignored = ""
+    if len(modules) == 1 and any("." in str(key) for key in state):
+        prefix = modules[0] + "."
+    elif prefix[:-1] in modules:
+        others = [m for m in modules if m != prefix[:-1]]
+        ignored = f"; the weights of {others} (other modules of the LightningModule) were not loaded"
+    else:
+        raise ValueError(
+            "load_checkpoint: the Lightning checkpoint's `state_dict` holds the modules "
+            f"{modules[:10]}, none of them `{prefix[:-1]}` (where clg-layers' RestorationTask keeps the "
+            "network), so it cannot tell which one is the network; save that module's "
+            "state_dict() on its own"
+        )
+    weights = {str(key)[len(prefix) :]: value for key, value in state.items() if str(key).startswith(prefix)}
+    where = f"`{_LIGHTNING_WEIGHTS}`, `{prefix}` prefix removed"
+    if _LIGHTNING_TRAINING_WEIGHTS in ckpt:
+        source = (
+            f"Lightning checkpoint: the EMA weights ({where}); the training weights in "
+            f"`{_LIGHTNING_TRAINING_WEIGHTS}` were not used"
+        )
+    else:
+        source = f"Lightning checkpoint: the model's weights ({where}); the file has no EMA weights"
+    return weights, source + ignored
+
+
+def unwrap_weights(obj: Any) -> tuple[Any, str]:
+    """The weights in a loaded checkpoint, and which set they are when it holds more than one.
+
+    A Lightning checkpoint gives its ``state_dict`` without the LightningModule's
+    prefix: the EMA weights when the run had EMA (``current_model_state`` then
+    holds the training weights), else the model's. Other files follow
+    :data:`WRAPPER_KEYS` (BasicSR's ``params_ema`` before ``params``). The
+    ``module.``/``_orig_mod.`` prefixes are left to the caller.
+
+    Args:
+        obj: What ``torch.load``/``safetensors`` returned.
+
+    Returns:
+        ``(weights, source)``: the innermost mapping (or ``obj`` itself if it is
+        not a mapping) and a sentence for :attr:`LoadReport.source` (empty when
+        the file holds one set of weights).
+
+    Raises:
+        ValueError: For a Lightning checkpoint whose network cannot be told apart.
+    """
+    if is_lightning_checkpoint(obj):
+        return _lightning_weights(obj)
+    source = ""
+    if isinstance(obj, Mapping) and isinstance(obj.get("params_ema"), Mapping):
+        source = "the EMA weights (`params_ema`)"
+        if isinstance(obj.get("params"), Mapping):
+            source += "; the training weights in `params` were not used"
+    return descend_wrappers(obj), source
+
+
+def _unwrap(obj: Any, path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    obj, source = unwrap_weights(obj)
     if not isinstance(obj, Mapping):
         raise ValueError(
             f"load_checkpoint: {_fmt(path)} holds a {type(obj).__name__}, not a state dict "
@@ -213,7 +375,7 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
             f"load_checkpoint: {_fmt(path)} is not a state dict: entries {bad[:5]} are not tensors "
             f"(top-level keys: {list(obj)[:10]}; weights are looked for under {list(WRAPPER_KEYS)})"
         )
-    return {strip_prefixes(key): value for key, value in obj.items()}
+    return {strip_prefixes(key): value for key, value in obj.items()}, source
 
 
 def _listing(title: str, items: list[str], limit: int = 10) -> str:
@@ -226,10 +388,15 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
 
     Accepts safetensors and ``.pt``/``.pth`` files holding a plain state dict
     or one nested under ``params_ema``, ``params``, ``state_dict``,
-    ``model_state_dict`` or ``model``; ``module.`` and ``_orig_mod.`` key
-    prefixes are removed. Checkpoints of older clg-layers layouts (0.2.0) are
-    migrated to the current one (:func:`migrate_state_dict`); the report's
-    ``migrated`` field says what was changed.
+    ``model_state_dict`` or ``model``, and Lightning ``.ckpt`` files (such as
+    the ``checkpoints/last.ckpt`` of ``clg-layers train``: the network's
+    weights from ``state_dict``, the EMA weights when the run had EMA, without
+    the LightningModule's ``model.`` prefix); ``module.`` and ``_orig_mod.``
+    key prefixes are removed. Checkpoints of older clg-layers layouts (0.2.0)
+    are migrated to the current one (:func:`migrate_state_dict`); the report's
+    ``migrated`` field says what was changed, and its ``source`` field which
+    weights were taken from a file that holds more than one set (also logged
+    at ``INFO``).
 
     Args:
         model: The module to load into (tensors are copied into its own
@@ -241,12 +408,13 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
 
     Returns:
         A :class:`LoadReport` of missing, unexpected and shape-mismatched keys,
-        and of the layout migrations applied.
+        of the layout migrations applied and of the weights chosen.
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
         ValueError: If the file is not a readable checkpoint (empty, truncated,
-            another format, a pickle that would run code) or, with
+            another format, a pickle that would run code, a Lightning
+            checkpoint whose network cannot be told apart) or, with
             ``strict=True``, does not fit ``model``; the message lists the
             missing, unexpected and shape-mismatched keys.
     """
@@ -254,7 +422,8 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
         raise TypeError(f"load_checkpoint: `model` must be an nn.Module, got {type(model).__name__}")
     path = Path(path)
     own = model.state_dict()
-    state, migrated = migrate_state_dict(_read_state(path), expected={k: v.shape for k, v in own.items()})
+    weights, source = _read_weights(path)
+    state, migrated = migrate_state_dict(weights, expected={k: v.shape for k, v in own.items()})
     missing = sorted(k for k in own if k not in state)
     unexpected = sorted(k for k in state if k not in own)
     mismatched = sorted(
@@ -262,7 +431,7 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
         for k in own
         if k in state and state[k].shape != own[k].shape
     )
-    report = LoadReport(missing, unexpected, mismatched, migrated)
+    report = LoadReport(missing, unexpected, mismatched, migrated, source)
     if strict and (missing or unexpected or mismatched):
         msg = f"load_checkpoint: {_fmt(path)} does not fit {type(model).__name__}:"
         if missing:
@@ -278,18 +447,31 @@ def load_checkpoint(model: nn.Module, path: str | Path, *, strict: bool = True) 
 
 
 def read_checkpoint_config(path: str | Path) -> tuple[str | None, dict[str, Any]]:
-    """Return the zoo name and constructor config stored by :func:`save_checkpoint`.
+    """Return the zoo name and constructor config stored with a checkpoint's weights.
+
+    safetensors files written by :func:`save_checkpoint` carry them as
+    metadata; Lightning checkpoints written by ``clg-layers train`` (or any
+    :class:`~clg_layers.training.RestorationTask`) carry them in their
+    ``hyper_parameters`` (``model_name``, ``model_config``), read with
+    ``torch.load(weights_only=True)``. A recorded name is returned only if it
+    is a registered model (a task built around an unregistered model records
+    its class name).
 
     Args:
         path: A checkpoint file.
 
     Returns:
         ``(name, config)``; ``(None, {})`` for files that carry no config
-        (``.pt`` files, or safetensors written by other tools).
+        (other ``.pt``/``.pth`` files, or safetensors written by other tools).
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist.
+        ValueError: If the file is unreadable (as :func:`load_checkpoint`) or
+            its stored config is not a mapping.
     """
     path = Path(path)
     if _sniff(path) != "safetensors":
-        return None, {}
+        return _lightning_config(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -302,6 +484,29 @@ def read_checkpoint_config(path: str | Path) -> tuple[str | None, dict[str, Any]
     if not isinstance(config, dict):
         raise ValueError(f"load_checkpoint: {_fmt(path)} has a config that is not a mapping")
     return meta.get(_META_NAME), config
+
+
+def _lightning_config(path: Path) -> tuple[str | None, dict[str, Any]]:
+    """``(model_name, model_config)`` from a Lightning checkpoint's hyper-parameters; ``(None, {})`` else."""
+    from .registry import list_models
+
+    ckpt = _load_torch(path, mmap=True)  # the metadata only: tensors stay on disk
+    if not is_lightning_checkpoint(ckpt):
+        return None, {}
+    hparams = ckpt.get(_LIGHTNING_HPARAMS)
+    if not isinstance(hparams, Mapping):
+        return None, {}
+    config = hparams.get("model_config")
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise ValueError(
+            f"load_checkpoint: {_fmt(path)} has a `hyper_parameters.model_config` that is not a mapping "
+            f"(got {type(config).__name__})"
+        )
+    name = hparams.get("model_name")
+    registered = isinstance(name, str) and name in list_models()
+    return (name if registered else None), dict(config)
 
 
 def model_config_dict(model: nn.Module) -> dict[str, Any] | None:

@@ -436,6 +436,16 @@ class CLGINet(nn.Module):
         """
         return _features.group_matcher(self.config, check_bool("CLGINet.group_matcher", "coarse", coarse))
 
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor options as a new dict, ``config.to_dict()`` (spandrel's ``hyperparameters``).
+
+        spandrel's architectures expose the keyword arguments they were built
+        with under this name; ``CLGINet(**model.hyperparameters)`` builds the
+        same network. Read-only: change options with ``config.replace(...)``.
+        """
+        return self.config.to_dict()
+
     def _run(self, stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled() and len(stage):
             return checkpoint_seq(stage, x, use_reentrant=False)
