@@ -9,7 +9,6 @@ entry names, the architecture they build and ``pretrained=True``'s error message
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 
 import pytest
@@ -435,10 +434,6 @@ def test_layer_decay_gives_each_depth_its_own_scale(name: str) -> None:
 # device= and dtype= reach the constructor
 
 
-HAS_FACTORY_KWARGS = {"device", "dtype"} <= set(inspect.signature(cl.CLGINet.__init__).parameters)
-
-
-@pytest.mark.skipif(not HAS_FACTORY_KWARGS, reason="CLGINet.__init__ has no device=/dtype= parameters yet")
 def test_create_model_passes_device_and_dtype() -> None:
     meta = timm.create_model("clginet_tiny", device="meta")
     assert {p.device.type for p in meta.parameters()} == {"meta"}
@@ -452,9 +447,3 @@ def test_create_model_passes_device_and_dtype() -> None:
         out = feats(torch.rand(1, 3, 16, 16, dtype=torch.float64))
     assert {o.dtype for o in out} == {torch.float64}
     assert "device" not in double._model_args and "dtype" not in double._model_args
-
-
-@pytest.mark.skipif(HAS_FACTORY_KWARGS, reason="CLGINet.__init__ takes device=/dtype=")
-def test_device_before_the_factory_kwargs_land_is_a_clear_error() -> None:
-    with pytest.raises(TypeError, match=r"unknown option\(s\) \['device'\]"):
-        timm.create_model("clginet_tiny", device="meta")
