@@ -34,6 +34,8 @@ from .models import (
     read_checkpoint_config,
     register_model,
     save_checkpoint,
+    sigma_map,
+    with_sigma_map,
 )
 from .tools.tiled import tiled_forward
 
@@ -88,5 +90,7 @@ __all__ = [
     "save_checkpoint",
     "save_pretrained",
     "set_fast_inference",
+    "sigma_map",
     "tiled_forward",
+    "with_sigma_map",
 ]

@@ -168,7 +168,7 @@ class CLGINet(nn.Module):
         refinement_depth: Coupling blocks at full resolution after the decoder.
         drop_path_rate: Stochastic depth, rising linearly to this value over
             all blocks (encoder, bottleneck, decoder, refinement in order).
-        global_residual: Add the input to the output (needs ``in_chans == out_chans``).
+        global_residual: Add the input image to the output (needs ``in_chans == out_chans``).
         cnn_groups: Groups of the CNN layers' convolutions; ``0`` means
             depthwise-separable (``groups`` equal to each level's width).
         coupling: Coupling-connection mode of every block (``"concat"`` or ``"none"``).
@@ -181,9 +181,16 @@ class CLGINet(nn.Module):
         channel: Use DBPA's channel (transposed) projection in every block.
         attn_fusion: How every DBPA mixes its two projections: ``"gate"`` (the
             default) or ``"sum"`` (:data:`~clg_layers.DBPA_FUSIONS`).
+        noise_level_map: Condition on the noise level (DRUNet's recipe): the
+            input carries one more channel, a σ map in the ``[0, 1]`` image range
+            (:func:`~clg_layers.with_sigma_map`), embedded by its own
+            convolution ``embed_sigma``; the global residual adds the image
+            channels only. ``model.in_chans`` is then ``in_chans + 1`` (what
+            ``forward`` takes), ``model.config.in_chans`` the image's channels.
 
     Shape:
-        - Input: ``(B, in_chans, H, W)``, any ``H, W >= 1``
+        - Input: ``(B, in_chans, H, W)`` (``(B, in_chans + 1, H, W)`` with
+          ``noise_level_map``), any ``H, W >= 1``
         - Output: ``(B, out_chans, H, W)``
     """
 
@@ -201,6 +208,7 @@ class CLGINet(nn.Module):
         self.config: CLGINetConfig = _resolve_config(config, overrides)
         cfg = self.config
         self.in_chans, self.out_chans, self.global_residual = cfg.in_chans, cfg.out_chans, cfg.global_residual
+        self.in_chans = cfg.input_channels  # what forward takes: the image, and the σ map if conditioned
         self.grad_checkpointing = False
 
         widths, rates = cfg.widths, iter(cfg.drop_path_rates())
@@ -211,6 +219,7 @@ class CLGINet(nn.Module):
             )
 
         self.embed = nn.Conv2d(cfg.in_chans, cfg.dim, 3, padding=1)
+        self.embed_sigma = nn.Conv2d(1, cfg.dim, 3, padding=1, bias=False) if cfg.noise_level_map else None
         self.encoders = nn.ModuleList(stage(level, cfg.depths[level]) for level in range(LEVELS - 1))
         self.downs = nn.ModuleList(_Downsample(widths[level]) for level in range(LEVELS - 1))
         self.bottleneck = stage(LEVELS - 1, cfg.depths[-1])
@@ -246,16 +255,27 @@ class CLGINet(nn.Module):
         """Restore an image batch.
 
         Args:
-            x: Images of shape ``(B, in_chans, H, W)``.
+            x: Images of shape ``(B, in_chans, H, W)``; with ``noise_level_map``,
+                ``(B, in_chans + 1, H, W)``: the image, then the σ map in the
+                ``[0, 1]`` image range (:func:`~clg_layers.with_sigma_map`).
 
         Returns:
             Tensor of shape ``(B, out_chans, H, W)``.
         """
         check_input("CLGINet", x, self.in_chans)
+        image = x
         # The network runs in channels_last memory: the Transformer layers work
         # in (B, H, W, C) token layout, which is then a free view instead of two
         # layout copies per layer, and oneDNN's convolutions take it natively.
-        f = self.embed(to_channels_last(pad_input(x)))
+        padded = to_channels_last(pad_input(x))
+        if self.embed_sigma is None:
+            f = self.embed(padded)
+        else:
+            # Image and σ map: the two convolutions are one over their concatenation (DRUNet's
+            # head), kept as two modules so the weights say which channel is the map.
+            c = self.config.in_chans
+            image = x[:, :c]
+            f = self.embed(padded[:, :c]) + self.embed_sigma(padded[:, c:])
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
             f = self._run(encoder, f)
@@ -270,7 +290,7 @@ class CLGINet(nn.Module):
         f = self._run(self.refinement, f)
         out = crop_like(self.head(f), x)
         if self.global_residual:
-            out = x + out
+            out = image + out
         return restore_format(out, x)
 
     def extra_repr(self) -> str:
