@@ -279,3 +279,84 @@ def test_training_refuses_mismatched_data(tmp_path: Path) -> None:
     deblur = TrainConfig(task="deblur", max_steps=1, out=str(tmp_path), progress=False)
     with pytest.raises(ValueError, match=r"train: .*task 'denoise'"):
         train(deblur, model=cl.build("clginet-tiny", noise_level_map=True), train_data=plain_data)
+
+
+# --------------------------------------------------------------------------------------------------
+# The command line: restore and eval take --sigma
+
+
+def test_cli_restore_and_eval_take_sigma(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from clg_layers.cli import main
+
+    model = cl.build("clginet-tiny", noise_level_map=True)
+    ckpt = cl.save_checkpoint(model, tmp_path / "sigma.safetensors")
+    blind = cl.save_checkpoint(cl.build("clginet-tiny"), tmp_path / "blind.safetensors")
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    for folder in ("data/input", "data/target"):
+        (tmp_path / folder).mkdir(parents=True)
+        Image.fromarray(rgb).save(tmp_path / folder / "a.png")
+    src, out = tmp_path / "data/input/a.png", tmp_path / "out.png"
+    restore = [
+        "restore",
+        "clginet-tiny",
+        str(src),
+        str(out),
+        "--no-progress",
+        "--tile",
+        "32",
+        "--overlap",
+        "8",
+    ]
+
+    assert main([*restore, "--checkpoint", str(ckpt)]) == 1
+    assert (
+        "noise-level conditioned (noise_level_map=True): give the noise level with --sigma"
+        in capsys.readouterr().err
+    )
+    assert main([*restore, "--checkpoint", str(blind), "--sigma", "25"]) == 1
+    assert "--sigma is for noise-level-conditioned models" in capsys.readouterr().err
+    assert main([*restore, "--checkpoint", str(ckpt), "--sigma", "300"]) == 1
+    assert main([*restore, "--checkpoint", str(ckpt), "--sigma", "25"]) == 0
+    expected = model.eval()(cl.with_sigma_map(torch.from_numpy(rgb).permute(2, 0, 1)[None] / 255.0, 25 / 255))
+    assert np.asarray(Image.open(out)).shape == (40, 48, 3)
+    whole = tmp_path / "whole.png"
+    assert (
+        main(
+            [
+                "restore",
+                "clginet-tiny",
+                str(src),
+                str(whole),
+                "--checkpoint",
+                str(ckpt),
+                "--sigma",
+                "25",
+                "--tile",
+                "0",
+            ]
+        )
+        == 0
+    )
+    got = torch.from_numpy(np.array(Image.open(whole))).permute(2, 0, 1)[None].float()
+    assert (got - (expected.clamp(0, 1) * 255).round()).abs().max() <= 1
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "clginet-tiny",
+                "--checkpoint",
+                str(ckpt),
+                "--data",
+                str(tmp_path / "data"),
+                "--sigma",
+                "25",
+            ]
+        )
+        == 0
+    )
+    assert "mean" in capsys.readouterr().out
