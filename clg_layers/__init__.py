@@ -36,6 +36,8 @@ from .models import (
     read_checkpoint_config,
     register_model,
     save_checkpoint,
+    sigma_map,
+    with_sigma_map,
 )
 from .tools.tiled import tiled_forward
 
@@ -92,5 +94,7 @@ __all__ = [
     "save_pretrained",
     "set_fast_inference",
     "set_fused_attention",
+    "sigma_map",
     "tiled_forward",
+    "with_sigma_map",
 ]

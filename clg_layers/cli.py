@@ -90,6 +90,50 @@ def _checkpoint_notes() -> Iterator[list[str]]:
         logger.setLevel(level)
 
 
+def _image_channels(model: object) -> int:
+    """Channels of the images a model restores: its config's ``in_chans`` (without a σ map)."""
+    in_chans = getattr(getattr(model, "config", None), "in_chans", None)
+    return int(in_chans) if isinstance(in_chans, int) else int(model.in_chans)
+
+
+def _noise_level_input(model: object, sigma: float | None, name: str) -> tuple[object, str | None]:
+    """``(model to run, None)``, appending the σ map of ``--sigma`` for a noise-level-conditioned
+    model, or ``(model, error message)``."""
+    import torch
+    from torch import nn
+
+    from .models.noise_level import with_sigma_map
+
+    config = getattr(model, "config", None)
+    conditioned = getattr(config, "noise_level_map", False) is True
+    if not conditioned:
+        if sigma is not None:
+            return (
+                model,
+                f"--sigma is for noise-level-conditioned models, and {name} (from this checkpoint) is blind",
+            )
+        return model, None
+    if sigma is None:
+        return model, (
+            f"{name} (from this checkpoint) is noise-level conditioned (noise_level_map=True): "
+            "give the noise level with --sigma (0-255 scale, e.g. --sigma 25)"
+        )
+    if not 0 <= sigma <= 255:
+        return model, f"--sigma must be in [0, 255], got {sigma:g}"
+
+    class _WithSigma(nn.Module):
+        """The model, with the σ map of ``--sigma`` appended to every input (tile)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model(with_sigma_map(x, sigma / 255.0))
+
+    return _WithSigma(), None
+
+
 def _cmd_restore(args: argparse.Namespace) -> int:
     import torch
 
@@ -124,13 +168,17 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     for note in notes:  # which weights of a Lightning/EMA checkpoint were loaded
         print(f"{args.checkpoint}: {note}")
     c = image.tensor.shape[1]
-    if c != model.in_chans:
+    image_chans = _image_channels(model)
+    if c != image_chans:
         kind = {1: "grayscale", 3: "RGB"}.get(c, f"{c}-channel")
         return _error(
-            f"{args.name} (from this checkpoint) takes {model.in_chans}-channel images, but {args.input!r} "
+            f"{args.name} (from this checkpoint) takes {image_chans}-channel images, but {args.input!r} "
             f"is {kind}; convert the image or use a checkpoint trained with in_chans={c}",
             EXIT_FAILURE,
         )
+    model, problem = _noise_level_input(model, args.sigma, args.name)
+    if problem is not None:
+        return _error(problem, EXIT_FAILURE)
     model = model.to(device).eval()
     x = image.tensor.to(device)
     h, w = x.shape[-2:]
@@ -265,8 +313,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         return _error(str(err), EXIT_FAILURE)
     except (ValueError, TypeError) as err:
         return _error(f"checkpoint {args.checkpoint!r} does not fit {args.model!r}: {err}", EXIT_FAILURE)
+    channels = _image_channels(model)
+    model, problem = _noise_level_input(model, args.sigma, args.model)
+    if problem is not None:
+        return _error(problem, EXIT_FAILURE)
     try:
-        data = ValidationPairs(PairedImageFolder(*pairs, channels=model.in_chans))
+        data = ValidationPairs(PairedImageFolder(*pairs, channels=channels))
     except (FileNotFoundError, ValueError) as err:
         return _error(str(err), EXIT_FAILURE)
     save = Path(args.save) if args.save else None
@@ -344,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (cpu)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse larger images")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="noise level on the 0-255 scale, for a noise-level-conditioned model (noise_level_map=True)",
+    )
     p.set_defaults(func=_cmd_restore)
 
     p = sub.add_parser(
@@ -390,6 +448,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=0, help="tile size for large images; 0 = whole image (0)")
     p.add_argument("--overlap", type=int, default=32, help="overlap between tiles in pixels (32)")
     p.add_argument("--device", default="cpu", help="torch device (cpu)")
+    p.add_argument(
+        "--sigma",
+        type=float,
+        default=None,
+        help="noise level on the 0-255 scale, for a noise-level-conditioned model (noise_level_map=True)",
+    )
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("demo", help="train clginet-tiny on bundled photos and report held-out PSNR/SSIM")

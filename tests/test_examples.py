@@ -43,3 +43,17 @@ def test_restore_image_example(tmp_path: Path) -> None:
     )
     # the model is the identity, so the restored image equals the input
     assert np.array_equal(np.asarray(Image.open(tmp_path / "out.png")), np.asarray(Image.open(src)))
+
+
+def test_pnp_deblur_example_runs_fast(tmp_path: Path) -> None:
+    import math
+
+    import pytest
+
+    pytest.importorskip("deepinv")
+    figure = tmp_path / "pnp.png"
+    argv = ["--steps", "2", "--size", "48", "--out", str(tmp_path / "run"), "--figure", str(figure)]
+    result = _load("pnp_deblur").main(argv)
+    assert result.steps == 2 and figure.is_file()
+    assert all(math.isfinite(p) for p in (result.psnr_blurred, result.psnr_restored, result.psnr_no_prior))
+    assert 10 < result.psnr_blurred < 40  # a blurred photo, not a blank or a copy

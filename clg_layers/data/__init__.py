@@ -17,7 +17,15 @@ from .datasets import (
     list_images,
     load_image,
 )
-from .degradations import Compose, Degradation, GaussianNoise, MotionBlur, PoissonGaussianNoise, RainStreaks
+from .degradations import (
+    Compose,
+    Degradation,
+    GaussianNoise,
+    MotionBlur,
+    PoissonGaussianNoise,
+    RainStreaks,
+    WithSigmaMap,
+)
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -33,6 +41,7 @@ __all__ = [
     "StepSampler",
     "SyntheticPairs",
     "ValidationPairs",
+    "WithSigmaMap",
     "dihedral",
     "list_images",
     "load_image",

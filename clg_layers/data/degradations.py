@@ -22,7 +22,15 @@ import torch
 
 from ..layers._checks import check_int, check_positive_float
 
-__all__ = ["Compose", "Degradation", "GaussianNoise", "MotionBlur", "PoissonGaussianNoise", "RainStreaks"]
+__all__ = [
+    "Compose",
+    "Degradation",
+    "GaussianNoise",
+    "MotionBlur",
+    "PoissonGaussianNoise",
+    "RainStreaks",
+    "WithSigmaMap",
+]
 
 
 def _check_images(who: str, x: object) -> torch.Tensor:
@@ -139,14 +147,52 @@ class GaussianNoise(Degradation):
         self.clip = bool(clip)
 
     def apply(self, x: torch.Tensor, draw: _Draw) -> torch.Tensor:
+        return self.apply_with_sigma(x, draw)[0]
+
+    def apply_with_sigma(self, x: torch.Tensor, draw: _Draw) -> tuple[torch.Tensor, torch.Tensor]:
+        """The noisy images ``(B, C, H, W)`` and each sample's σ ``(B,)`` in the ``[0, 1]`` range."""
         b, c, h, w = x.shape
-        sigma = draw.uniform(b, self.sigma).view(b, 1, 1, 1) / 255.0
+        sigma = draw.uniform(b, self.sigma) / 255.0
         noise = draw.randn(b, 1 if self.grey else c, h, w)
-        y = x + (sigma * noise).to(x.dtype)
-        return y.clamp(0, 1) if self.clip else y
+        y = x + (sigma.view(b, 1, 1, 1) * noise).to(x.dtype)
+        return (y.clamp(0, 1) if self.clip else y), sigma
 
     def __repr__(self) -> str:
         return f"GaussianNoise(sigma_range={self.sigma}, grey={self.grey}, clip={self.clip})"
+
+
+class WithSigmaMap(Degradation):
+    """Gaussian noise that hands over its noise level: the input of a noise-level-conditioned model.
+
+    The noisy images are exactly those of ``noise`` with the same random
+    stream, followed by one channel holding each sample's σ in the ``[0, 1]``
+    image range (σ / 255): what a ``noise_level_map=True``
+    :class:`~clg_layers.CLGINet` takes (see :func:`~clg_layers.with_sigma_map`).
+
+    Args:
+        noise: The :class:`GaussianNoise` to apply, typically over a range,
+            e.g. ``GaussianNoise(sigma_range=(0, 50))``.
+
+    Shape:
+        ``(B, C, H, W)`` clean images in, ``(B, C + 1, H, W)`` out.
+    """
+
+    def __init__(self, noise: GaussianNoise) -> None:
+        if not isinstance(noise, GaussianNoise):
+            raise TypeError(
+                f"WithSigmaMap: `noise` must be a GaussianNoise (whose σ is known per sample), "
+                f"got {type(noise).__name__}"
+            )
+        self.noise = noise
+
+    def apply(self, x: torch.Tensor, draw: _Draw) -> torch.Tensor:
+        b, _, h, w = x.shape
+        y, sigma = self.noise.apply_with_sigma(x, draw)
+        level = sigma.to(device=y.device, dtype=y.dtype).view(b, 1, 1, 1).expand(b, 1, h, w)
+        return torch.cat([y, level], dim=1)
+
+    def __repr__(self) -> str:
+        return f"WithSigmaMap({self.noise!r})"
 
 
 class PoissonGaussianNoise(Degradation):

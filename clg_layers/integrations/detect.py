@@ -17,6 +17,10 @@ What the weights tell (every one of these is inferred):
   convolution; ``g``: ``g`` groups then a pointwise convolution at every level;
   ``0``: depthwise at every level);
 * ``coupling``: whether the blocks have the ``fuse`` convolution;
+* ``noise_level_map``: whether the σ map's embedding ``embed_sigma``,
+  ``(dim, 1, 3, 3)``, is there (it is separate from the image's ``embed``, so
+  ``in_chans`` stays the image's channels and ``global_residual`` keeps its
+  default);
 * DBPA's ``spatial``/``channel`` branches: the ``temperature`` and ``gate``
   parameters exist only with the channel branch and with both branches.
 
@@ -80,6 +84,7 @@ CONFIG_FROM_WEIGHTS: tuple[str, ...] = (
     "fusion",
     "spatial",
     "channel",
+    "noise_level_map",
 )
 #: Constructor arguments no parameter depends on: from ``config`` or the defaults.
 CONFIG_NOT_IN_WEIGHTS: tuple[str, ...] = ("window_size", "global_residual", "drop_path_rate")
@@ -259,6 +264,19 @@ def _read_channels(state: Mapping[str, Any]) -> tuple[int, int, int]:
     return embed[0], embed[1], head[0]
 
 
+def _read_noise_level_map(state: Mapping[str, Any], dim: int) -> bool:
+    """Whether the σ map has its embedding ``embed_sigma``, ``(dim, 1, 3, 3)`` like ``embed``'s kernel."""
+    if "embed_sigma.weight" not in state:
+        return False
+    shape = _shape(state, "embed_sigma.weight", "the σ map's embedding")
+    if shape != (dim, 1, 3, 3):
+        raise ValueError(
+            f"{_NAME}: 'embed_sigma.weight' has shape {shape}, but the σ map's embedding of a "
+            f"noise-level-conditioned CLG-INet with dim={dim} (from 'embed.weight') is {(dim, 1, 3, 3)}"
+        )
+    return True
+
+
 def _read_depths(state: Mapping[str, Any]) -> tuple[list[int], int]:
     """``(depths, refinement_depth)`` from the block indices of every stage."""
     encoder_levels = _levels(state, "encoders")
@@ -405,6 +423,7 @@ def infer_config(state: Mapping[str, Any], *, config: Mapping[str, Any] | None =
         cnn_groups=_cnn_groups(state, widths, firsts),
         coupling="concat" if f"{firsts[0]}.fuse.weight" in state else "none",
         fusion=_read_fusion(state),
+        noise_level_map=_read_noise_level_map(state, dim),
         **attention,
     )
     heads = _read_heads(state, firsts, attention["channel"])

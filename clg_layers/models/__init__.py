@@ -11,6 +11,7 @@ from .checkpoint import (
 from .clginet import VARIANTS, CLGINet, Variant
 from .config import FUSION_MODES, LEVELS, CLGINetConfig
 from .info import ModelInfo, count_macs, model_info
+from .noise_level import sigma_map, with_sigma_map
 from .registry import build, list_models, register_model
 
 __all__ = [
@@ -31,4 +32,6 @@ __all__ = [
     "read_checkpoint_config",
     "register_model",
     "save_checkpoint",
+    "sigma_map",
+    "with_sigma_map",
 ]

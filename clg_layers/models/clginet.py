@@ -170,7 +170,7 @@ class CLGINet(nn.Module):
         refinement_depth: Coupling blocks at full resolution after the decoder.
         drop_path_rate: Stochastic depth, rising linearly to this value over
             all blocks (encoder, bottleneck, decoder, refinement in order).
-        global_residual: Add the input to the output (needs ``in_chans == out_chans``).
+        global_residual: Add the input image to the output (needs ``in_chans == out_chans``).
         cnn_groups: Groups of the CNN layers' convolutions; ``0`` means
             depthwise-separable (``groups`` equal to each level's width).
         coupling: Coupling-connection mode of every block (``"concat"`` or ``"none"``).
@@ -183,6 +183,12 @@ class CLGINet(nn.Module):
         channel: Use DBPA's channel (transposed) projection in every block.
         attn_fusion: How every DBPA mixes its two projections: ``"gate"`` (the
             default) or ``"sum"`` (:data:`~clg_layers.DBPA_FUSIONS`).
+        noise_level_map: Condition on the noise level (DRUNet's recipe): the
+            input carries one more channel, a σ map in the ``[0, 1]`` image range
+            (:func:`~clg_layers.with_sigma_map`), embedded by its own
+            convolution ``embed_sigma``; the global residual adds the image
+            channels only. ``model.in_chans`` is then ``in_chans + 1`` (what
+            ``forward`` takes), ``model.config.in_chans`` the image's channels.
         device: Device of the parameters, as for ``torch.nn`` layers
             (``"meta"`` builds them without memory; materialise with
             ``model.to_empty(device=...)`` then :meth:`reset_parameters`).
@@ -190,7 +196,8 @@ class CLGINet(nn.Module):
         dtype: Floating-point dtype of the parameters (not a configuration field either).
 
     Shape:
-        - Input: ``(B, in_chans, H, W)``, any ``H, W >= 1``
+        - Input: ``(B, in_chans, H, W)`` (``(B, in_chans + 1, H, W)`` with
+          ``noise_level_map``), any ``H, W >= 1``
         - Output: ``(B, out_chans, H, W)``
     """
 
@@ -216,6 +223,7 @@ class CLGINet(nn.Module):
         self.config: CLGINetConfig = _resolve_config(config, overrides)
         cfg = self.config
         self.in_chans, self.out_chans, self.global_residual = cfg.in_chans, cfg.out_chans, cfg.global_residual
+        self.in_chans = cfg.input_channels  # what forward takes: the image, and the σ map if conditioned
         self.grad_checkpointing = False
 
         widths, rates = cfg.widths, iter(cfg.drop_path_rates())
@@ -229,6 +237,9 @@ class CLGINet(nn.Module):
             )
 
         self.embed = nn.Conv2d(cfg.in_chans, cfg.dim, 3, padding=1, **dd)
+        self.embed_sigma = (
+            nn.Conv2d(1, cfg.dim, 3, padding=1, bias=False, **dd) if cfg.noise_level_map else None
+        )
         self.encoders = nn.ModuleList(stage(level, cfg.depths[level]) for level in range(LEVELS - 1))
         self.downs = nn.ModuleList(_Downsample(widths[level], dd) for level in range(LEVELS - 1))
         self.bottleneck = stage(LEVELS - 1, cfg.depths[-1])
@@ -353,7 +364,7 @@ class CLGINet(nn.Module):
         take, deepest = _features.take_indices(owner, self._feature_levels, indices)
         run = deepest + 1 if intermediates_only and (stop_early or pruned) else LEVELS
 
-        f = self.embed(to_channels_last(pad_input(x)))
+        f, image = self._embed(x)
         skips, features = [], []
         for level in range(run):
             if level:
@@ -373,7 +384,7 @@ class CLGINet(nn.Module):
         f = self._run(self.refinement, f)
         out = crop_like(self.head(f), x)
         if self.global_residual:
-            out = x + out
+            out = image + out
         return restore_format(out, x), features
 
     def prune_intermediate_layers(
@@ -455,16 +466,15 @@ class CLGINet(nn.Module):
         """Restore an image batch.
 
         Args:
-            x: Images of shape ``(B, in_chans, H, W)``.
+            x: Images of shape ``(B, in_chans, H, W)``; with ``noise_level_map``,
+                ``(B, in_chans + 1, H, W)``: the image, then the σ map in the
+                ``[0, 1]`` image range (:func:`~clg_layers.with_sigma_map`).
 
         Returns:
             Tensor of shape ``(B, out_chans, H, W)``.
         """
         check_input("CLGINet", x, self.in_chans)
-        # The network runs in channels_last memory: the Transformer layers work
-        # in (B, H, W, C) token layout, which is then a free view instead of two
-        # layout copies per layer, and oneDNN's convolutions take it natively.
-        f = self.embed(to_channels_last(pad_input(x)))
+        f, image = self._embed(x)
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
             f = self._run(encoder, f)
@@ -479,8 +489,21 @@ class CLGINet(nn.Module):
         f = self._run(self.refinement, f)
         out = crop_like(self.head(f), x)
         if self.global_residual:
-            out = x + out
+            out = image + out
         return restore_format(out, x)
+
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The padded input's embedding ``(B, C, H', W')`` and the image part of ``x`` (for the residual)."""
+        # The network runs in channels_last memory: the Transformer layers work
+        # in (B, H, W, C) token layout, which is then a free view instead of two
+        # layout copies per layer, and oneDNN's convolutions take it natively.
+        padded = to_channels_last(pad_input(x))
+        if self.embed_sigma is None:
+            return self.embed(padded), x
+        # Image and σ map: the two convolutions are one over their concatenation (DRUNet's
+        # head), kept as two modules so the weights say which channel is the map.
+        c = self.config.in_chans
+        return self.embed(padded[:, :c]) + self.embed_sigma(padded[:, c:]), x[:, :c]
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.to_dict().items())

@@ -72,7 +72,8 @@ class CLGINetConfig(Mapping[str, Any]):
         refinement_depth: Coupling blocks at full resolution after the decoder.
         drop_path_rate: Stochastic depth in ``[0, 1)``, rising linearly to this
             value over all blocks (encoder, bottleneck, decoder, refinement in order).
-        global_residual: Add the input to the output (needs ``in_chans == out_chans``).
+        global_residual: Add the input image to the output (needs ``in_chans == out_chans``;
+            with ``noise_level_map`` the σ channel is not added).
         cnn_groups: Groups of the CNN layers' convolutions; ``0`` means
             depthwise-separable (``groups`` equal to each level's width).
         coupling: Coupling-connection mode of every block (:data:`~clg_layers.COUPLING_MODES`).
@@ -82,6 +83,14 @@ class CLGINetConfig(Mapping[str, Any]):
         spatial: Use DBPA's spatial (window) projection in every block.
         channel: Use DBPA's channel (transposed) projection in every block.
         attn_fusion: How every DBPA mixes its two projections (:data:`~clg_layers.DBPA_FUSIONS`).
+        noise_level_map: Condition the network on the noise level, as DRUNet does: the
+            input is the image followed by one σ-map channel, ``(B, in_chans + 1, H, W)``
+            (:attr:`input_channels` channels), with σ in the ``[0, 1]`` image range
+            (``25 / 255`` for σ = 25 on the 0–255 scale; :func:`~clg_layers.with_sigma_map`
+            builds it). ``in_chans`` still counts the image channels only, so ``out_chans``
+            defaults to them and the global residual adds the image channels to the output.
+            The map has its own embedding convolution (``embed_sigma``, no bias) next to the
+            image's, which makes such a model recognisable from its weights.
 
     Raises:
         TypeError, ValueError: For a value of the wrong type or out of range,
@@ -105,6 +114,7 @@ class CLGINetConfig(Mapping[str, Any]):
     spatial: bool = True
     channel: bool = True
     attn_fusion: str = "gate"
+    noise_level_map: bool = False
 
     def __post_init__(self) -> None:
         o = _OWNER
@@ -128,6 +138,7 @@ class CLGINetConfig(Mapping[str, Any]):
             "spatial": check_bool(o, "spatial", self.spatial),
             "channel": check_bool(o, "channel", self.channel),
             "attn_fusion": str(check_choice(o, "attn_fusion", self.attn_fusion, DBPA_FUSIONS)),
+            "noise_level_map": check_bool(o, "noise_level_map", self.noise_level_map),
         }
         # Normalised values are written back (frozen, hence object.__setattr__).
         for name, value in checked.items():
@@ -161,6 +172,11 @@ class CLGINetConfig(Mapping[str, Any]):
 
     # ---------------------------------------------------------------------------------------------
     # Derived values
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the network's input: ``in_chans``, plus one σ map with ``noise_level_map``."""
+        return self.in_chans + 1 if self.noise_level_map else self.in_chans
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -227,7 +243,8 @@ class CLGINetConfig(Mapping[str, Any]):
 
         Keys missing from ``values`` take the defaults (the dicts of
         clg-layers 0.2 have no ``fusion``, ``spatial``, ``channel`` or
-        ``attn_fusion``: they were always the defaults).
+        ``attn_fusion``, and those of 0.3 no ``noise_level_map``: they were
+        always the defaults).
 
         Raises:
             TypeError: If ``values`` is not a mapping.

@@ -143,7 +143,10 @@ def evaluate(
     Args:
         model: Image-to-image module on ``(B, C, H, W)`` tensors.
         pairs: ``(input, target, name)`` with ``(C, H, W)`` images, e.g. a
-            :class:`~clg_layers.data.ValidationPairs`.
+            :class:`~clg_layers.data.ValidationPairs`; an input may have more
+            channels than its target (a σ map after the image, for a
+            noise-level-conditioned model): the model gets them all, the input's
+            scores and ``on_image`` its first ``C``.
         channel: ``"rgb"`` or ``"y"``.
         crop_border: Border pixels excluded from the scores.
         device: Where the model runs.
@@ -170,6 +173,7 @@ def evaluate(
                     y = model(x)
                 y = y.float().clamp(0, 1).cpu()
                 t = target[None].float()
+                inp = inp[: target.shape[0]]  # the image, without a σ map (a conditioned model's input)
                 pi, si = image_scores(inp[None].float(), t, channel=channel, crop_border=crop_border)
                 po, so = image_scores(y, t, channel=channel, crop_border=crop_border)
                 report.names.append(str(name))

@@ -21,6 +21,7 @@ from ..data import (
     RainStreaks,
     SyntheticPairs,
     ValidationPairs,
+    WithSigmaMap,
     list_images,
 )
 from ..data.datasets import IMAGE_SUFFIXES
@@ -87,7 +88,12 @@ class TrainConfig:
         grad_clip: Gradient-norm clipping (0: none).
         ema_decay: EMA decay (0: no EMA; the exported weights are then the last ones).
         degradation: Keyword arguments of the task's degradation (``GaussianNoise``, ``MotionBlur``,
-            ``RainStreaks``).
+            ``RainStreaks``). ``denoise`` adds noise of ``sigma`` (default 25) or, per sample,
+            drawn uniformly from ``sigma_range: [min, max]`` (the 0–255 scale). A
+            noise-level-conditioned model (``model_args: {noise_level_map: true}``) trains on
+            ``denoise`` only, gets each sample's σ as a map after the image
+            (:class:`~clg_layers.data.WithSigmaMap`, in training and validation) and defaults
+            to ``sigma_range: [0, 50]``.
         channels: 1 or 3.
         val_every: Validate every this many steps (0: only at the end when there is a ``val`` set).
         val_max_side: Downscale validation images to this longer side (``None``: full size).
@@ -212,6 +218,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, Mapping):
                 raise TypeError(f"{who}: `{name}` must be a mapping, got {type(value).__name__}")
+        if self.model_args.get("noise_level_map") is True:
+            _check_sigma_task(who, self.task)
         for name in ("model", "accelerator", "out"):
             if not isinstance(getattr(self, name), (str, os.PathLike)):
                 raise TypeError(f"{who}: `{name}` must be a string, got {type(getattr(self, name)).__name__}")
@@ -261,15 +269,35 @@ class TrainResult:
     rank: int = 0
 
 
-def make_degradation(task: str, options: Mapping[str, Any] | None = None) -> Any:
+def _check_sigma_task(who: str, task: str) -> None:
+    """A noise-level-conditioned model needs the σ of its inputs, which only ``denoise`` knows."""
+    if task != "denoise":
+        raise ValueError(
+            f"{who}: a noise-level-conditioned model (noise_level_map=True) trains with task 'denoise', "
+            f"whose Gaussian noise gives each sample's σ; got task {task!r}"
+        )
+
+
+def make_degradation(task: str, options: Mapping[str, Any] | None = None, *, sigma_map: bool = False) -> Any:
     """The synthetic degradation of a task: ``GaussianNoise`` (sigma 25 by default), ``MotionBlur`` or
-    ``RainStreaks``."""
+    ``RainStreaks``.
+
+    With ``sigma_map`` (for a ``noise_level_map=True`` model; ``denoise`` only) the noise is
+    wrapped in :class:`~clg_layers.data.WithSigmaMap`, which appends each sample's σ map, and
+    defaults to ``sigma_range=(0, 50)``.
+    """
     opts = dict(options or {})
+    if sigma_map:
+        _check_sigma_task("make_degradation", task)
     try:
         if task == "denoise":
             if "sigma" not in opts and "sigma_range" not in opts:
-                opts["sigma"] = 25.0
-            return GaussianNoise(**opts)
+                if sigma_map:
+                    opts["sigma_range"] = (0.0, 50.0)
+                else:
+                    opts["sigma"] = 25.0
+            noise = GaussianNoise(**opts)
+            return WithSigmaMap(noise) if sigma_map else noise
         if task == "deblur":
             return MotionBlur(**opts)
         if task == "derain":
@@ -297,7 +325,7 @@ def _has_images(folder: Path) -> bool:
 
 
 def _source(
-    config: TrainConfig, folder: str | Path, role: str, min_size: int
+    config: TrainConfig, folder: str | Path, role: str, min_size: int, *, sigma_map: bool = False
 ) -> PairedImageFolder | SyntheticPairs:
     folder = Path(folder)
     if not folder.is_dir():
@@ -323,10 +351,50 @@ def _source(
     list_images(folder, who="train")
     return SyntheticPairs(
         folder,
-        make_degradation(config.task, config.degradation),
+        make_degradation(config.task, config.degradation, sigma_map=sigma_map),
         channels=config.channels,
         min_size=min_size,
         cache=config.cache,
+    )
+
+
+def _is_conditioned(model: nn.Module) -> bool:
+    """Whether ``model`` takes a σ map after the image (``noise_level_map=True`` in its config)."""
+    return (model_config_dict(model) or {}).get("noise_level_map", False) is True
+
+
+def _plans_conditioned(config: TrainConfig) -> bool:
+    """Whether ``build(config.model, **config.model_args)`` will take a σ map, before building it."""
+    if "noise_level_map" in config.model_args:
+        return config.model_args["noise_level_map"] is True
+    from ..models.clginet import VARIANTS
+
+    variant = VARIANTS.get(config.model)
+    return variant is not None and variant.config.noise_level_map
+
+
+def _gives_sigma_map(data: PairedImageFolder | SyntheticPairs | ValidationPairs) -> bool:
+    """Whether ``data``'s inputs carry a σ map after the image."""
+    if isinstance(data, SyntheticPairs):
+        return isinstance(data.degradation, WithSigmaMap)
+    if isinstance(data, ValidationPairs) and len(data):
+        degraded, clean, _ = data[0]
+        return degraded.shape[0] == clean.shape[0] + 1
+    return False
+
+
+def _check_sigma_data(data: Any, role: str, conditioned: bool) -> None:
+    """A conditioned model needs σ maps in its data, and a plain one none."""
+    if data is None or _gives_sigma_map(data) == conditioned:
+        return
+    if conditioned:
+        raise ValueError(
+            f"train: the model is noise-level conditioned (noise_level_map=True), but the {role} data "
+            "gives no σ map: use SyntheticPairs(images, WithSigmaMap(GaussianNoise(sigma_range=...)))"
+        )
+    raise ValueError(
+        f"train: the {role} data appends a σ map (WithSigmaMap), but the model is not noise-level "
+        "conditioned: build it with noise_level_map=True"
     )
 
 
@@ -470,19 +538,32 @@ def train(
     config.validate()
     out = Path(config.out)
     schedule = config.patch_schedule()
+    # A noise-level-conditioned model gets each sample's σ map after the image.
+    conditioned = _is_conditioned(model) if model is not None else _plans_conditioned(config)
+    if conditioned:
+        _check_sigma_task("train", config.task)
     # Data first: every problem with the folders surfaces before a model or a Trainer exists.
     if train_data is None:
         if config.train is None:
             raise ValueError("train: no training data (`train` folder)")
-        train_data = _source(config, config.train, "training", schedule.max_patch)
+        train_data = _source(config, config.train, "training", schedule.max_patch, sigma_map=conditioned)
     if val_data is None and config.val is not None:
         val_data = ValidationPairs(
-            _source(config, config.val, "validation", 1), max_side=config.val_max_side, seed=config.seed + 1
+            _source(config, config.val, "validation", 1, sigma_map=conditioned),
+            max_side=config.val_max_side,
+            seed=config.seed + 1,
         )
+    _check_sigma_data(train_data, "training", conditioned)
+    _check_sigma_data(val_data, "validation", conditioned)
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     if model is None:
         model = build(config.model, **config.model_args)
+        if _is_conditioned(model) != conditioned:  # a registered builder with its own default
+            raise ValueError(
+                f"train: {config.model!r} builds a model with noise_level_map={not conditioned}; "
+                f"say so in `model_args` (noise_level_map: {str(not conditioned).lower()})"
+            )
     resume = config.resume
     if resume == "auto":
         last = out / "checkpoints" / "last.ckpt"

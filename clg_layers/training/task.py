@@ -127,6 +127,12 @@ class RestorationTask(L.LightningModule):
     Gradient clipping and mixed precision are the Trainer's
     (``gradient_clip_val``, ``precision``).
 
+    The input may carry conditioning channels after the image's: a
+    noise-level-conditioned :class:`~clg_layers.CLGINet` gets the image
+    and its σ map, ``(B, C + 1, H, W)`` (:class:`~clg_layers.data.WithSigmaMap`).
+    The model sees the whole input; the input's metric and the written images
+    use its first ``C`` channels, ``C`` being the target's.
+
     Args:
         model: The network; its ``model_name``/``config`` (set by
             :func:`~clg_layers.build`) are stored in the hyper-parameters so
@@ -210,6 +216,7 @@ class RestorationTask(L.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor, Any], batch_idx: int) -> None:
         degraded, clean, names = batch
         restored = self.model(degraded).clamp(0, 1)
+        degraded = degraded[:, : clean.shape[1]]  # the image, without a σ map
         opts = dict(channel=self.hparams.metric_channel, crop_border=self.hparams.crop_border)
         a, b, c = (prepare_for_metrics(t, **opts) for t in (restored, clean, degraded))
         self.val_psnr(a, b)
