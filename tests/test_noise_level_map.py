@@ -360,3 +360,22 @@ def test_cli_restore_and_eval_take_sigma(tmp_path: Path, capsys: pytest.CaptureF
         == 0
     )
     assert "mean" in capsys.readouterr().out
+
+
+def test_forward_intermediates_and_meta_init_of_a_conditioned_model() -> None:
+
+    torch.manual_seed(0)
+    net = cl.build("clginet-tiny", noise_level_map=True).eval()
+    x = cl.with_sigma_map(torch.rand(1, 3, 20, 24), 0.1)
+    with torch.no_grad():
+        out, feats = net.forward_intermediates(x)
+        torch.testing.assert_close(out, net(x))
+    assert [f.shape[1] for f in feats] == [16, 32, 64, 128]
+    meta = cl.build("clginet-tiny", noise_level_map=True, device="meta")
+    assert meta.embed_sigma.weight.is_meta
+    meta.to_empty(device="cpu")
+    torch.manual_seed(0)
+    meta.reset_parameters()
+    torch.manual_seed(0)
+    fresh = cl.build("clginet-tiny", noise_level_map=True)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), meta.state_dict().values()))
