@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             times[fused].append(step(fused))
     clg_layers.set_fused_attention(True)
     fused, math = statistics.median(times[True]), statistics.median(times[False])
-    print(f"{args.model}, batch {args.batch}, {args.patch}², {args.threads} threads, median of {args.repeats}")
+    print(f"{args.model}, batch {args.batch}, {args.patch}², {args.threads} threads, {args.repeats} rounds")
     print(f"fused kernels {fused:.3f} s/step, MATH kernel {math:.3f} s/step, MATH / fused {math / fused:.3f}")
     return 0
 
