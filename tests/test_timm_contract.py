@@ -447,3 +447,16 @@ def test_create_model_passes_device_and_dtype() -> None:
         out = feats(torch.rand(1, 3, 16, 16, dtype=torch.float64))
     assert {o.dtype for o in out} == {torch.float64}
     assert "device" not in double._model_args and "dtype" not in double._model_args
+
+
+@pytest.mark.parametrize("in_chans", [1, 3])
+def test_models_built_without_timm_resolve_restoration_data_settings(in_chans: int) -> None:
+    for model in (
+        cl.build("clginet-tiny", in_chans=in_chans),
+        cl.CLGINet(in_chans=in_chans, dim=8, depths=(1, 1, 1, 1), num_heads=1),
+    ):
+        data = timm.data.resolve_data_config(model=model)
+        assert data["mean"] == (0.0,) * in_chans and data["std"] == (1.0,) * in_chans
+        assert data["input_size"] == (in_chans, 256, 256)
+        assert model.default_cfg == model.pretrained_cfg
+        assert "url" not in model.pretrained_cfg and "hf_hub_id" not in model.pretrained_cfg

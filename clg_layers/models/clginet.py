@@ -448,6 +448,29 @@ class CLGINet(nn.Module):
         return _features.group_matcher(self.config, check_bool("CLGINet.group_matcher", "coarse", coarse))
 
     @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """timm's ``pretrained_cfg``: restoration data settings, images in ``[0, 1]`` without normalisation.
+
+        ``timm.create_model`` sets it. A model built otherwise
+        (:func:`~clg_layers.build`, ``CLGINet(...)``) derives it from its own
+        input channels, so ``timm.data.resolve_data_config(model=m)`` gives
+        mean 0 and std 1 per channel either way, not ImageNet's settings. It
+        names no weights. ``default_cfg`` is the same dict (timm's old name).
+        """
+        cfg = self.__dict__.get("_pretrained_cfg")
+        if cfg is None:
+            from .timm_models import model_cfg
+
+            cfg = model_cfg(self)
+        return cfg
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, value: dict[str, Any]) -> None:
+        self.__dict__["_pretrained_cfg"] = value
+
+    default_cfg = pretrained_cfg
+
+    @property
     def hyperparameters(self) -> dict[str, Any]:
         """The constructor options as a new dict, ``config.to_dict()`` (spandrel's ``hyperparameters``).
 

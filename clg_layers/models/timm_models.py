@@ -36,7 +36,7 @@ from .config import LEVELS
 from .registry import build
 
 # timm's decorator appends the entry names.
-__all__: list[str] = ["CODE_URL", "INPUT_SIZE", "PAPER_NAME", "PAPER_URL", "default_cfgs"]
+__all__: list[str] = ["CODE_URL", "INPUT_SIZE", "PAPER_NAME", "PAPER_URL", "default_cfgs", "model_cfg"]
 
 PAPER_NAME = "CLG-INet: Coupled Local-Global Interactive Network for Image Restoration (ACM MM 2023)"
 PAPER_URL = "https://doi.org/10.1145/3581783.3612251"
@@ -64,10 +64,12 @@ def _data_settings(in_chans: int) -> dict[str, Any]:
     }
 
 
-def _pretrained_cfg(name: str) -> dict[str, Any]:
+def _pretrained_cfg(name: str, in_chans: int | None = None, description: str | None = None) -> dict[str, Any]:
     variant = VARIANTS[name]
+    if description is None:
+        description = f"CLG-INet {name}: {variant.description}. Randomly initialised: no weights published."
     return {
-        **_data_settings(variant.config.in_chans),
+        **_data_settings(variant.config.in_chans if in_chans is None else in_chans),
         "fixed_input_size": False,
         "interpolation": "bicubic",
         "crop_pct": 1.0,  # restoration sees the whole image: no center crop
@@ -77,7 +79,7 @@ def _pretrained_cfg(name: str) -> dict[str, Any]:
         "first_conv": "embed",
         "classifier": None,
         "license": "mit",
-        "description": f"CLG-INet {name}: {variant.description}. Randomly initialised: no weights published.",
+        "description": description,
         "origin_url": CODE_URL,
         "paper_name": PAPER_NAME,
         "paper_ids": PAPER_URL,
@@ -87,6 +89,17 @@ def _pretrained_cfg(name: str) -> dict[str, Any]:
             "Inputs are images in [0, 1], not normalised; any H, W (the model pads internally).",
         ),
     }
+
+
+def model_cfg(model: CLGINet) -> dict[str, Any]:
+    """The ``pretrained_cfg`` of a model not made by ``timm.create_model`` (for its input channels)."""
+    name = model.model_name if model.model_name in VARIANTS else "clginet-base"
+    description = (
+        f"CLG-INet {model.model_name}" if model.model_name else "CLG-INet (a custom configuration)"
+    ) + ", built with clg_layers; no weights published."
+    cfg = _pretrained_cfg(name, in_chans=model.in_chans, description=description)
+    cfg["architecture"] = _timm_name(model.model_name or "clginet")
+    return cfg
 
 
 #: timm's pretrained configurations of the entries, one per variant (no weight source in any).
