@@ -376,16 +376,7 @@ class CLGINet(nn.Module):
                 features.append(_features.format_feature(f, x, level, fmt))
         if intermediates_only:
             return features
-        # The decoder as in forward (tests/test_timm_contract.py checks that the outputs are equal).
-        for i, (up, decoder) in enumerate(zip(self.ups, self.decoders)):
-            u = up(f)
-            f = self.fusions[i]([u, *skips]) if self.fusions is not None else u + skips[LEVELS - 2 - i]
-            f = self._run(decoder, f)
-        f = self._run(self.refinement, f)
-        out = crop_like(self.head(f), x)
-        if self.global_residual:
-            out = image + out
-        return restore_format(out, x), features
+        return self._decode(f, skips, x, image), features
 
     def prune_intermediate_layers(
         self,
@@ -504,16 +495,7 @@ class CLGINet(nn.Module):
             skips.append(f)
             f = down(f)
         f = self._run(self.bottleneck, f)
-        for i, (up, decoder) in enumerate(zip(self.ups, self.decoders)):
-            u = up(f)
-            # Decoder i runs at encoder level LEVELS - 2 - i (deepest first).
-            f = self.fusions[i]([u, *skips]) if self.fusions is not None else u + skips[LEVELS - 2 - i]
-            f = self._run(decoder, f)
-        f = self._run(self.refinement, f)
-        out = crop_like(self.head(f), x)
-        if self.global_residual:
-            out = image + out
-        return restore_format(out, x)
+        return self._decode(f, skips, x, image)
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The padded input's embedding ``(B, C, H', W')`` and the image part of ``x`` (for the residual)."""
@@ -527,6 +509,21 @@ class CLGINet(nn.Module):
         # head), kept as two modules so the weights say which channel is the map.
         c = self.config.in_chans
         return self.embed(padded[:, :c]) + self.embed_sigma(padded[:, c:]), x[:, :c]
+
+    def _decode(
+        self, f: torch.Tensor, skips: list[torch.Tensor], x: torch.Tensor, image: torch.Tensor
+    ) -> torch.Tensor:
+        """Decoder, refinement, head and global residual: the bottleneck's ``f`` to the restored image."""
+        for i, (up, decoder) in enumerate(zip(self.ups, self.decoders)):
+            u = up(f)
+            # Decoder i runs at encoder level LEVELS - 2 - i (deepest first).
+            f = self.fusions[i]([u, *skips]) if self.fusions is not None else u + skips[LEVELS - 2 - i]
+            f = self._run(decoder, f)
+        f = self._run(self.refinement, f)
+        out = crop_like(self.head(f), x)
+        if self.global_residual:
+            out = image + out
+        return restore_format(out, x)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.config.to_dict().items())
