@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..layers._checks import check_int, check_positive_float
+from ..layers._checks import check_images, check_int, check_positive_float
 
 __all__ = [
     "Compose",
@@ -31,16 +31,6 @@ __all__ = [
     "RainStreaks",
     "WithSigmaMap",
 ]
-
-
-def _check_images(who: str, x: object) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{who}: expected a (B, C, H, W) tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"{who}: expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{who}: expected a floating-point tensor in [0, 1], got dtype {x.dtype}")
-    return x
 
 
 def _range(
@@ -105,7 +95,7 @@ class Degradation:
         Returns:
             Degraded images, ``(B, C, H, W)``, same dtype and device as ``x``.
         """
-        x = _check_images(type(self).__name__, x)
+        x = check_images(type(self).__name__, x)
         draw = _Draw(generator, seed, x.device)
         return self.apply(x, draw)
 

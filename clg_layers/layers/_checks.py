@@ -15,6 +15,7 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_divisible",
+    "check_images",
     "check_input",
     "check_int",
     "check_positive_float",
@@ -93,3 +94,14 @@ def check_input(owner: str, x: object, channels: int | None, *, name: str = "inp
         )
     if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
         raise ValueError(f"{owner}: {name} must have B, H, W >= 1, got shape {tuple(x.shape)}")
+
+
+def check_images(owner: str, x: object) -> torch.Tensor:
+    """``x`` if it is a floating-point ``(B, C, H, W)`` image batch; else an error naming ``owner``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{owner}: expected images as a (B, C, H, W) tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"{owner}: expected images of shape (B, C, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{owner}: expected floating-point images (values in [0, 1]), got dtype {x.dtype}")
+    return x

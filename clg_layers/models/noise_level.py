@@ -12,22 +12,14 @@ import numbers
 
 import torch
 
+from ..layers._checks import check_images
+
 __all__ = ["sigma_map", "with_sigma_map"]
 
 #: What a noise level may be, for the error messages.
 _FORMS = (
     "a real number, a 0-d or (1,) tensor, a per-sample (B,) tensor, or a map broadcastable to (B, 1, H, W)"
 )
-
-
-def _check_images(owner: str, x: object) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{owner}: expected images as a (B, C, H, W) tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"{owner}: expected images of shape (B, C, H, W), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{owner}: expected floating-point images, got dtype {x.dtype}")
-    return x
 
 
 def sigma_map(sigma: float | torch.Tensor, like: torch.Tensor, *, owner: str = "sigma_map") -> torch.Tensor:
@@ -51,7 +43,7 @@ def sigma_map(sigma: float | torch.Tensor, like: torch.Tensor, *, owner: str = "
         ValueError: If ``sigma`` has a shape that fits none of the forms above, or
             a negative or non-finite value.
     """
-    x = _check_images(owner, like)
+    x = check_images(owner, like)
     b, _, h, w = x.shape
     if isinstance(sigma, numbers.Real) and not isinstance(sigma, bool):
         value = float(sigma)
